@@ -12,7 +12,7 @@ use crate::PlotError;
 pub struct ConfusionMatrixPlot {
     /// Chart title.
     pub title: String,
-    /// Class names, in index order (names longer than 24 characters are shortened).
+    /// Class names, in index order (names longer than 30 characters are shortened).
     pub classes: Vec<String>,
     /// `matrix[t][p]`: how many samples of true class `t` were predicted as class `p`; a square
     /// matrix with one row and column per class.
@@ -71,7 +71,7 @@ pub fn confusion_matrix(
             });
         }
     }
-    let names: Vec<String> = chart.classes.iter().map(|c| truncate(c, 24)).collect();
+    let names: Vec<String> = chart.classes.iter().map(|c| truncate(c, 30)).collect();
     let max_count = chart.matrix.iter().flatten().copied().max().unwrap_or(0);
 
     // Sizes, all from measured text.

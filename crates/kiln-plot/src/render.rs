@@ -477,6 +477,52 @@ mod tests {
         assert!((lo + 0.5).abs() < 1e-12 && (hi - 10.5).abs() < 1e-12);
     }
 
+    /// Bounding box (x0, y0, x1, y1) of the non-white pixels of `text` drawn on a white canvas.
+    fn ink_box(text: &str, size: u32, at: (i32, i32), vertical: bool) -> (u32, u32, u32, u32) {
+        let (w, h) = (400u32, 400u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let area = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            draw_text(&area, text, size, BLACK, at, Align::Center, vertical).unwrap();
+            area.present().unwrap();
+        }
+        let mut b = (u32::MAX, u32::MAX, 0, 0);
+        for (i, px) in buf.chunks(3).enumerate() {
+            if px != [255, 255, 255] {
+                let (x, y) = (i as u32 % w, i as u32 / w);
+                b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn text_is_drawn_where_and_as_wide_as_measured() {
+        let (tw, _) = text_size("Hello, kiln", 20).unwrap();
+        assert!(tw > text_size("Hello", 20).unwrap().0);
+        let (x0, y0, x1, y1) = ink_box("Hello, kiln", 20, (200, 100), false);
+        // Centred on x = 200, within a couple of pixels of the measured width.
+        assert!(
+            (x1 - x0 + 1).abs_diff(tw) <= 4,
+            "ink {}..{} vs width {tw}",
+            x0,
+            x1
+        );
+        assert!(((x0 + x1) as i32 / 2 - 200).abs() <= 2);
+        // Centred on y = 100 and no taller than the font size.
+        assert!(y1 - y0 < 20 && y0 >= 88 && y1 <= 112, "rows {y0}..{y1}");
+        // Turned: the same extent, along y.
+        let (vx0, vy0, vx1, vy1) = ink_box("Hello, kiln", 20, (100, 200), true);
+        assert!((vy1 - vy0 + 1).abs_diff(tw) <= 4 && vx1 - vx0 < 20);
+        assert!(((vy0 + vy1) as i32 / 2 - 200).abs() <= 2);
+    }
+
+    #[test]
+    fn truncate_marks_the_cut() {
+        assert_eq!(truncate("setosa", 10), "setosa");
+        assert_eq!(truncate("versicolor", 5), "vers…");
+    }
+
     #[test]
     fn class_colours_are_distinct() {
         let colours: Vec<_> = (0..20).map(class_color).collect();
