@@ -428,32 +428,52 @@ pub(crate) fn finite(what: &str, v: &[f64]) -> Result<(), PlotError> {
 /// Checks a `(low, high)` axis range: both finite and `low < high`.
 pub(crate) fn check_range(what: &str, (lo, hi): (f64, f64)) -> Result<(), PlotError> {
     finite(what, &[lo, hi])?;
-    if lo >= hi {
+    // plotters cannot lay ticks out on a span that overflows or vanishes next to the values.
+    let span = hi - lo;
+    if lo >= hi || !span.is_finite() || span <= 1e-12 * lo.abs().max(hi.abs()) {
         return Err(PlotError::Invalid {
             what: what.into(),
-            expected: "low < high".into(),
-            got: format!("({lo}, {hi})"),
+            expected: "low < high, with high - low finite and above 1e-12 of their size".into(),
+            got: format!("({lo:?}, {hi:?})"),
         });
     }
     Ok(())
 }
 
-/// The smallest and largest of some finite values, padded by 5% (or widened around a constant).
-pub(crate) fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+/// The smallest and largest of some finite values, padded by 5% (or widened around a constant),
+/// as an axis range for the data named `what`.
+///
+/// # Errors
+/// [`PlotError::Invalid`] when the padded range is wider than an `f64` can hold (values near
+/// ±1.8e308), which plotters cannot lay ticks out on.
+pub(crate) fn padded_range(
+    what: &str,
+    values: impl Iterator<Item = f64>,
+) -> Result<(f64, f64), PlotError> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values {
         lo = lo.min(v);
         hi = hi.max(v);
     }
     if !lo.is_finite() || !hi.is_finite() {
-        return (0.0, 1.0);
+        return Ok((0.0, 1.0));
     }
+    let (min, max) = (lo, hi);
     let span = hi - lo;
-    if span <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300) {
+    let (lo, hi) = if span <= 1e-12 * lo.abs().max(hi.abs()) {
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        return (lo - pad, hi + pad);
+        (lo - pad, hi + pad)
+    } else {
+        (lo - 0.05 * span, hi + 0.05 * span)
+    };
+    if !(hi - lo).is_finite() {
+        return Err(PlotError::Invalid {
+            what: what.into(),
+            expected: "values spanning less than 1e308".into(),
+            got: format!("values from {min:?} to {max:?}"),
+        });
     }
-    (lo - 0.05 * span, hi + 0.05 * span)
+    Ok((lo, hi))
 }
 
 #[cfg(test)]
@@ -471,10 +491,12 @@ mod tests {
 
     #[test]
     fn padded_range_handles_constants_and_spans() {
-        assert_eq!(padded_range([2.0, 2.0].into_iter()), (1.8, 2.2));
-        assert_eq!(padded_range([0.0].into_iter()), (-1.0, 1.0));
-        let (lo, hi) = padded_range([0.0, 10.0].into_iter());
+        let range = |v: &[f64]| padded_range("v", v.iter().copied());
+        assert_eq!(range(&[2.0, 2.0]).unwrap(), (1.8, 2.2));
+        assert_eq!(range(&[0.0]).unwrap(), (-1.0, 1.0));
+        let (lo, hi) = range(&[0.0, 10.0]).unwrap();
         assert!((lo + 0.5).abs() < 1e-12 && (hi - 10.5).abs() < 1e-12);
+        assert!(range(&[-1e308, 1e308]).is_err());
     }
 
     /// Bounding box (x0, y0, x1, y1) of the non-white pixels of `text` drawn on a white canvas.

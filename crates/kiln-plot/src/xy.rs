@@ -162,8 +162,8 @@ const AXIS: u32 = 17;
 pub fn fitted_line(path: impl AsRef<Path>, chart: &FittedLine) -> Result<(), PlotError> {
     check_xy("x", &chart.x, "y", &chart.y)?;
     check_xy("line_x", &chart.line_x, "line_y", &chart.line_y)?;
-    let x_range = padded_range(chart.x.iter().chain(&chart.line_x).copied());
-    let y_range = padded_range(chart.y.iter().chain(&chart.line_y).copied());
+    let x_range = padded_range("x", chart.x.iter().chain(&chart.line_x).copied())?;
+    let y_range = padded_range("y", chart.y.iter().chain(&chart.line_y).copied())?;
     let mut line: Vec<(f64, f64)> = chart
         .line_x
         .iter()
@@ -218,7 +218,10 @@ pub fn predicted_vs_actual(
     chart: &PredictedVsActual,
 ) -> Result<(), PlotError> {
     check_xy("actual", &chart.actual, "predicted", &chart.predicted)?;
-    let range = padded_range(chart.actual.iter().chain(&chart.predicted).copied());
+    let range = padded_range(
+        "actual and predicted",
+        chart.actual.iter().chain(&chart.predicted).copied(),
+    )?;
     let dot = class_color(0);
     let ideal = RGBColor(80, 80, 80);
     let legend = [
@@ -288,7 +291,7 @@ pub fn curves(path: impl AsRef<Path>, chart: &Curves) -> Result<(), PlotError> {
         }
     }
     let all = || chart.series.iter();
-    let x_range = padded_range(all().flat_map(|s| s.x.iter().copied()));
+    let x_range = padded_range("series x", all().flat_map(|s| s.x.iter().copied()))?;
     let legend: Vec<LegendEntry> = all()
         .enumerate()
         .map(|(i, s)| LegendEntry {
@@ -330,7 +333,7 @@ pub fn curves(path: impl AsRef<Path>, chart: &Curves) -> Result<(), PlotError> {
             )?;
             draw_lines(&mut c, &logged)
         } else {
-            let y_range = padded_range(all().flat_map(|s| s.y.iter().copied()));
+            let y_range = padded_range("series y", all().flat_map(|s| s.y.iter().copied()))?;
             let mut c = axes(
                 &plot,
                 &chart.title,

@@ -613,3 +613,38 @@ fn charts_are_deterministic() {
     tree_diagram(&b, &small_tree()).unwrap();
     assert_eq!(decode(&a).into_raw(), decode(&b).into_raw());
 }
+
+#[test]
+fn extreme_but_finite_values_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("extreme.png");
+    for (lo, hi) in [(-1e308, 1e308), (1e-300, 2e-300), (0.0, 1e300)] {
+        let c = FittedLine {
+            x: vec![lo, hi],
+            y: vec![hi, lo],
+            line_x: vec![lo, hi],
+            line_y: vec![lo, hi],
+            ..Default::default()
+        };
+        // A picture, or for a span f64 cannot hold an error; never a panic or a hang.
+        let result = fitted_line(&path, &c);
+        if hi - lo == f64::INFINITY {
+            assert!(
+                matches!(result, Err(PlotError::Invalid { .. })),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        let curves_chart = Curves {
+            series: vec![Series {
+                name: "s".into(),
+                x: vec![lo, hi],
+                y: vec![hi.abs().max(1e-300), lo.abs().max(1e-300)],
+            }],
+            log_y: true,
+            ..Default::default()
+        };
+        let _ = curves(&path, &curves_chart);
+    }
+}
