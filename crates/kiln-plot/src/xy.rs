@@ -398,17 +398,17 @@ impl Ranged for LogAxis {
 }
 
 /// Tick positions (as log10 values) for a log axis spanning `10^lo..10^hi`: 1, 2 and 5 times each
-/// power of ten, or only the powers of ten when that would be too many ticks.
+/// power of ten over up to four decades, else powers of ten (every k-th one, at most about ten).
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let decades = (lo.floor() as i32)..=(hi.ceil() as i32);
-    let all_mantissas = hi - lo <= 4.0;
+    let (first, last) = (lo.floor() as i32, hi.ceil() as i32);
+    let mantissas: &[f64] = if hi - lo <= 4.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let step = ((last - first) / 10).max(1) as usize;
     let mut ticks = Vec::new();
-    for d in decades {
-        let mantissas: &[f64] = if all_mantissas {
-            &[1.0, 2.0, 5.0]
-        } else {
-            &[1.0]
-        };
+    for d in (first..=last).step_by(step) {
         for m in mantissas {
             let t = (m * 10f64.powi(d)).log10();
             if t >= lo && t <= hi {
@@ -457,8 +457,10 @@ mod tests {
         for (a, b) in t.iter().zip(want) {
             assert!((a - b).abs() < 1e-12 * b, "{t:?}");
         }
-        // Many decades: powers of ten only.
+        // Many decades: powers of ten only, thinned to about ten.
         assert_eq!(log_ticks(-6.0, 2.0).len(), 9);
+        let wide = log_ticks(-300.0, 300.0);
+        assert!(wide.len() <= 11 && wide.len() >= 5, "{wide:?}");
     }
 
     #[test]
