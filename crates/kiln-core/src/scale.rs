@@ -184,4 +184,60 @@ mod tests {
         assert!(m.transform(array![[1.0]].view()).is_err());
         assert!("zscore".parse::<ScalerKind>().is_err());
     }
+
+    /// Predicts each row's first feature: shows what the inner model sees.
+    struct FirstFeature;
+    struct FirstFeatureModel(usize);
+
+    impl Fit for FirstFeature {
+        type Model = FirstFeatureModel;
+        fn validate(&self) -> Result<()> {
+            Ok(())
+        }
+        fn fit(&self, data: &Dataset) -> Result<FirstFeatureModel> {
+            crate::check_finite(data.x.view())?;
+            Ok(FirstFeatureModel(data.n_features()))
+        }
+    }
+
+    impl Predict for FirstFeatureModel {
+        fn n_features(&self) -> usize {
+            self.0
+        }
+        fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+            Ok(x.column(0).to_owned())
+        }
+    }
+
+    #[test]
+    fn scaled_fits_the_scaler_on_training_rows_only() {
+        let train = Dataset::regression(
+            array![[0.0], [10.0]],
+            array![0.0, 1.0],
+            vec!["a".into()],
+            "y",
+        )
+        .unwrap();
+        let p = Scaled {
+            scaler: Some(ScalerKind::MinMax),
+            inner: FirstFeature,
+        };
+        let m = p.fit(&train).unwrap();
+        // New rows are scaled with the training minimum and range.
+        assert_eq!(
+            m.predict(array![[5.0], [20.0]].view()).unwrap().to_vec(),
+            vec![0.5, 2.0]
+        );
+        assert!(m.predict(array![[5.0, 1.0]].view()).is_err());
+        let plain = Scaled {
+            scaler: None,
+            inner: FirstFeature,
+        }
+        .fit(&train)
+        .unwrap();
+        assert_eq!(
+            plain.predict(array![[5.0]].view()).unwrap().to_vec(),
+            vec![5.0]
+        );
+    }
 }
