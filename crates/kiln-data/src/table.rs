@@ -11,6 +11,7 @@ use std::path::Path;
 
 use kiln_core::Dataset;
 use ndarray::{Array1, Array2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -192,48 +193,82 @@ pub fn to_csv_string(data: &Dataset) -> Result<String> {
             data.feature_names.len()
         )));
     }
-    let mut w = ::csv::WriterBuilder::new()
-        .terminator(::csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::with_capacity(data.x.len() * 8 + 64));
-    let csv_err = |e: ::csv::Error| bad(e.to_string());
-    let mut header: Vec<&str> = data.feature_names.iter().map(String::as_str).collect();
-    header.push(&data.target_name);
-    w.write_record(&header).map_err(csv_err)?;
-    let mut fields: Vec<String> = Vec::with_capacity(header.len());
-    for (i, row) in data.x.rows().into_iter().enumerate() {
-        fields.clear();
-        fields.extend(row.iter().map(|&v| format_number(v)));
-        let t = data.y[i];
-        let target = match &data.classes {
-            Some(classes) => {
-                if t < 0.0 || t.fract() != 0.0 || t as usize >= classes.len() {
-                    return Err(bad(format!(
-                        "sample {}: class index {t} is not one of 0..{}",
-                        i + 1,
-                        classes.len()
-                    )));
-                }
-                classes[t as usize].clone()
-            }
-            None => format_number(t),
-        };
-        fields.push(target);
-        w.write_record(&fields).map_err(csv_err)?;
+    if let Some(classes) = &data.classes {
+        if let Some((i, t)) = data
+            .y
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t < 0.0 || t.fract() != 0.0 || t as usize >= classes.len())
+        {
+            return Err(bad(format!(
+                "sample {}: class index {t} is not one of 0..{}",
+                i + 1,
+                classes.len()
+            )));
+        }
     }
-    let bytes = w.into_inner().map_err(|e| bad(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|e| bad(e.to_string()))
+    let mut header: Vec<String> = data.feature_names.iter().map(|n| quote(n)).collect();
+    header.push(quote(&data.target_name));
+    let classes: Option<Vec<String>> = data
+        .classes
+        .as_ref()
+        .map(|c| c.iter().map(|n| quote(n)).collect());
+    // Rows are formatted in parallel, a chunk of rows per task, then joined in order.
+    const CHUNK: usize = 4096;
+    let n = data.x.nrows();
+    let chunks: Vec<String> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut out = String::with_capacity(CHUNK * (data.x.ncols() + 1) * 12);
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                for &v in data.x.row(i) {
+                    push_number(&mut out, v);
+                    out.push(',');
+                }
+                match &classes {
+                    Some(names) => out.push_str(&names[data.y[i] as usize]),
+                    None => push_number(&mut out, data.y[i]),
+                }
+                out.push('\n');
+            }
+            out
+        })
+        .collect();
+    let mut text = header.join(",");
+    text.push('\n');
+    text.reserve(chunks.iter().map(String::len).sum());
+    for chunk in chunks {
+        text.push_str(&chunk);
+    }
+    Ok(text)
 }
 
-/// Shortest text that parses back to the same `f64`: plain decimals for ordinary magnitudes,
-/// scientific notation for very large or small ones, an empty cell for NaN.
-fn format_number(v: f64) -> String {
-    if v.is_nan() {
-        String::new()
-    } else if v == 0.0 || (1e-5..1e16).contains(&v.abs()) || v.is_infinite() {
-        format!("{v}")
+/// A CSV field: quoted (with doubled quotes) when it holds a separator, a quote, a line end
+/// or spaces at either end (which the reader would trim).
+fn quote(field: &str) -> String {
+    let needs = field.contains([',', '"', '\n', '\r'])
+        || field.starts_with(char::is_whitespace)
+        || field.ends_with(char::is_whitespace);
+    if needs {
+        format!("\"{}\"", field.replace('"', "\"\""))
     } else {
-        format!("{v:e}")
+        field.to_string()
     }
+}
+
+/// Append the shortest text that parses back to the same `f64`: plain decimals for ordinary
+/// magnitudes, scientific notation for very large or small ones, nothing (an empty cell) for
+/// NaN.
+fn push_number(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = if v.is_nan() {
+        Ok(())
+    } else if v == 0.0 || (1e-5..1e16).contains(&v.abs()) || v.is_infinite() {
+        write!(out, "{v}")
+    } else {
+        write!(out, "{v:e}")
+    };
 }
 
 fn read_text(path: &Path) -> Result<String> {

@@ -638,3 +638,46 @@ fn parameters_read_from_json_like_scikit_learn_arguments() {
     assert_eq!(r.effective_rank, Some(3));
     assert_eq!(r.n_informative, 10);
 }
+
+// ---------------------------------------------------------------------------------- threading
+
+#[test]
+fn output_does_not_depend_on_the_thread_count() {
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let r = make_regression(
+                    &RegressionParams {
+                        n_samples: 3000,
+                        n_features: 5,
+                        noise: 1.0,
+                        n_informative: 2,
+                        ..Default::default()
+                    },
+                    4,
+                )
+                .unwrap();
+                let c = make_classification(
+                    &ClassificationParams {
+                        n_samples: 3000,
+                        ..Default::default()
+                    },
+                    4,
+                )
+                .unwrap();
+                let b = make_blobs(
+                    &BlobsParams {
+                        n_samples: SampleCount::Total(3000),
+                        ..Default::default()
+                    },
+                    4,
+                )
+                .unwrap();
+                (r, c, b)
+            })
+    };
+    assert_eq!(run(1), run(3));
+}
