@@ -143,6 +143,7 @@ impl RegressionParams {
     pub fn validate(&self) -> Result<()> {
         at_least("n_samples", self.n_samples, 1)?;
         at_least("n_features", self.n_features, 1)?;
+        fits_in_memory(self.n_samples, self.n_features)?;
         if self.n_informative > self.n_features {
             return Err(CoreError::param(
                 "n_informative",
@@ -418,10 +419,14 @@ impl ClassificationParams {
     pub fn validate(&self) -> Result<()> {
         at_least("n_samples", self.n_samples, 1)?;
         at_least("n_features", self.n_features, 1)?;
+        fits_in_memory(self.n_samples, self.n_features)?;
         at_least("n_informative", self.n_informative, 1)?;
         at_least("n_classes", self.n_classes, 1)?;
         at_least("n_clusters_per_class", self.n_clusters_per_class, 1)?;
-        let used = self.n_informative + self.n_redundant + self.n_repeated;
+        let used = self
+            .n_informative
+            .saturating_add(self.n_redundant)
+            .saturating_add(self.n_repeated);
         if used > self.n_features {
             return Err(CoreError::param(
                 "n_features",
@@ -751,7 +756,8 @@ impl BlobsParams {
         match &self.n_samples {
             SampleCount::Total(n) => at_least("n_samples", *n, 1)?,
             SampleCount::PerCenter(v) => {
-                if v.iter().sum::<usize>() == 0 {
+                let total = v.iter().try_fold(0usize, |acc, &c| acc.checked_add(c));
+                if total.is_none_or(|t| t == 0) {
                     return Err(CoreError::param(
                         "n_samples",
                         format!("{v:?}"),
@@ -808,6 +814,15 @@ impl BlobsParams {
             |v| v >= 0.0 && v.is_finite(),
             "a finite number >= 0",
         )?;
+        let total = match &self.n_samples {
+            SampleCount::Total(n) => *n,
+            SampleCount::PerCenter(v) => v.iter().sum(),
+        };
+        let width = match &self.centers {
+            Some(Centers::Given(c)) => c[0].len(),
+            _ => self.n_features,
+        };
+        fits_in_memory(total, width)?;
         let (lo, hi) = self.center_box;
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
             return Err(CoreError::param(
@@ -894,6 +909,20 @@ pub fn make_blobs(p: &BlobsParams, seed: u64) -> Result<MadeBlobs> {
 // ---------------------------------------------------------------------------------------------
 // shared helpers
 // ---------------------------------------------------------------------------------------------
+
+/// Reject sizes whose `n_samples × n_features` matrix of `f64` could not even be addressed.
+fn fits_in_memory(n_samples: usize, n_features: usize) -> Result<()> {
+    let limit = isize::MAX as usize / std::mem::size_of::<f64>();
+    if n_samples.checked_mul(n_features).is_none_or(|v| v > limit) {
+        return Err(CoreError::param(
+            "n_samples * n_features",
+            format!("{n_samples} * {n_features}"),
+            &format!("at most {limit} values"),
+        )
+        .into());
+    }
+    Ok(())
+}
 
 fn at_least(name: &str, value: usize, min: usize) -> Result<()> {
     if value < min {

@@ -165,7 +165,9 @@ pub fn parse_features_with(
 /// Write a [`Dataset`] as CSV atomically (a temporary file, then a rename): the feature
 /// columns, then the target column. Classification targets are written by class name; NaN
 /// features are written as empty cells. Numbers are written in the shortest form that reads
-/// back to the same `f64`.
+/// back to the same `f64`. Reading the file back gives the same values; the classes come back
+/// in [`TaskHint::Classification`]'s sorted order, which may differ from the dataset's own
+/// order (breast_cancer's is malignant, benign).
 pub fn write_csv(path: &Path, data: &Dataset) -> Result<()> {
     let text = to_csv_string(data)?;
     kiln_core::folder::write_atomic(path, text.as_bytes())?;

@@ -200,6 +200,13 @@ fn regression_parameters_are_validated() {
         },
         &["effective_rank = 0"],
     );
+    bad(
+        RegressionParams {
+            n_samples: usize::MAX / 2,
+            ..d()
+        },
+        &["n_samples * n_features"],
+    );
     assert!(RegressionParams::default().validate().is_ok());
 }
 
@@ -464,6 +471,20 @@ fn classification_parameters_are_validated() {
         },
         &["shift", "list of 20"],
     );
+    bad(
+        ClassificationParams {
+            n_redundant: usize::MAX,
+            ..d()
+        },
+        &["n_features = 20"],
+    );
+    bad(
+        ClassificationParams {
+            n_samples: usize::MAX,
+            ..d()
+        },
+        &["n_samples * n_features"],
+    );
     assert!(ClassificationParams::default().validate().is_ok());
 }
 
@@ -618,6 +639,20 @@ fn blob_parameters_are_validated() {
             ..d()
         },
         &["center_box", "low <= high"],
+    );
+    bad(
+        BlobsParams {
+            n_samples: SampleCount::PerCenter(vec![usize::MAX, 1, 1]),
+            ..d()
+        },
+        &["n_samples"],
+    );
+    bad(
+        BlobsParams {
+            n_samples: SampleCount::Total(usize::MAX / 4),
+            ..d()
+        },
+        &["n_samples * n_features"],
     );
     assert!(BlobsParams::default().validate().is_ok());
 }
