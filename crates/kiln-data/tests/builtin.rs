@@ -111,3 +111,44 @@ fn values_match_scikit_learn_loaders() {
         }
     }
 }
+
+#[test]
+fn written_builtins_read_back_with_the_same_rows_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["breast_cancer", "iris", "diabetes"] {
+        let d = builtin::load(name).unwrap();
+        let path = dir.path().join(format!("{name}.csv"));
+        kiln_data::write_csv(&path, &d).unwrap();
+        let opts = kiln_data::CsvOptions {
+            task: builtin::list()
+                .into_iter()
+                .find(|i| i.name == name)
+                .unwrap()
+                .task,
+            ..Default::default()
+        };
+        let back = kiln_data::read_csv(&path, &opts).unwrap();
+        assert_eq!(back.x, d.x, "{name}");
+        assert_eq!(back.feature_names, d.feature_names);
+        match (&d.classes, &back.classes) {
+            (Some(a), Some(b)) => {
+                // Same label per row, whatever the class order.
+                for (i, j) in d.labels().into_iter().zip(back.labels()) {
+                    assert_eq!(a[i], b[j], "{name}");
+                }
+            }
+            (None, None) => assert_eq!(back.y, d.y),
+            _ => panic!("{name}: task changed"),
+        }
+    }
+    let bc = kiln_data::read_csv(
+        &dir.path().join("breast_cancer.csv"),
+        &kiln_data::CsvOptions {
+            task: kiln_data::TaskHint::Classification,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(bc.classes.as_deref().unwrap(), ["benign", "malignant"]);
+    assert_eq!(bc.class_counts(), vec![357, 212]);
+}
