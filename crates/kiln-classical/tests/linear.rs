@@ -177,7 +177,7 @@ fn duplicated_column_splits_the_weight_equally() {
         ],
     )
     .unwrap();
-    let y = base.x.column(0).to_owned() * 2.0 + &base.x.column(1);
+    let y = base.x.column(0).to_owned() * 2.0 + base.x.column(1);
     let data = Dataset::regression(x, y, Dataset::default_feature_names(3), "y").unwrap();
     let ols = LinearRegressionParams::default().fit(&data).unwrap();
     assert_eq!(ols.rank, 2);

@@ -349,8 +349,8 @@ mod tests {
         let p = d + 1;
         let mut mean = vec![0.0; p];
         if center {
-            for j in 0..d {
-                mean[j] = x.column(j).sum() / n as f64;
+            for (j, m) in mean.iter_mut().take(d).enumerate() {
+                *m = x.column(j).sum() / n as f64;
             }
             mean[d] = y.sum() / n as f64;
         }
