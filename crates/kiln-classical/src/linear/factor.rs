@@ -333,6 +333,13 @@ pub(crate) fn solve(f: &Factor, filter: impl Fn(f64, f64) -> f64) -> Result<(Vec
             }
         }
     }
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Numerical(
+            "the coefficients are not finite: the data are too large for f64 arithmetic; \
+             rescale the features or the target"
+                .into(),
+        ));
+    }
     Ok((w, s))
 }
 
