@@ -7,6 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
+use kiln_classical::tree::{
+    ClassWeight, DecisionTreeClassifierParams, DecisionTreeRegressorParams, MaxFeatures, SampleCount,
+    SplitterKind, TreeSettings,
+};
 use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaled, ScalerKind};
 use kiln_core::split::{cross_validate, mean_std, train_test_split};
@@ -30,6 +34,10 @@ enum FitModel {
     Linear(LinearArgs),
     /// Ridge regression: least squares with an L2 penalty (scikit-learn's Ridge).
     Ridge(RidgeArgs),
+    /// CART decision tree classifier (scikit-learn's DecisionTreeClassifier).
+    Tree(TreeArgs),
+    /// CART decision tree regressor (scikit-learn's DecisionTreeRegressor).
+    TreeRegressor(TreeArgs),
 }
 
 /// Flags every `kiln fit MODEL` takes.
@@ -90,6 +98,89 @@ struct RidgeArgs {
     no_intercept: bool,
 }
 
+#[derive(Args)]
+struct TreeArgs {
+    #[command(flatten)]
+    common: CommonFit,
+    /// Split quality: gini, entropy or log_loss (classifier); squared_error, friedman_mse or
+    /// absolute_error (regressor). Default: gini / squared_error.
+    #[arg(long, value_name = "NAME")]
+    criterion: Option<String>,
+    /// best: the best split of each feature; random: the best of random thresholds.
+    #[arg(long, value_name = "best|random", default_value = "best")]
+    splitter: SplitterKind,
+    /// Maximum depth (the root is depth 0); unlimited when absent.
+    #[arg(long, value_name = "N")]
+    max_depth: Option<usize>,
+    /// Minimum samples to split a node: a count (>= 2) or a fraction of the rows.
+    #[arg(long, value_name = "N|F", default_value = "2")]
+    min_samples_split: SampleCount,
+    /// Minimum samples in each leaf: a count (>= 1) or a fraction of the rows.
+    #[arg(long, value_name = "N|F", default_value = "1")]
+    min_samples_leaf: SampleCount,
+    /// Minimum fraction of the total sample weight in each leaf, in [0, 0.5].
+    #[arg(long, value_name = "F", default_value_t = 0.0, allow_negative_numbers = true)]
+    min_weight_fraction_leaf: f64,
+    /// Features examined per split: all, sqrt, log2, a count or a fraction.
+    #[arg(long, value_name = "all|sqrt|log2|N|F", default_value = "all")]
+    max_features: MaxFeatures,
+    /// Grow best-first with at most this many leaves.
+    #[arg(long, value_name = "N")]
+    max_leaf_nodes: Option<usize>,
+    /// A split must decrease the weighted impurity by at least this much.
+    #[arg(long, value_name = "X", default_value_t = 0.0, allow_negative_numbers = true)]
+    min_impurity_decrease: f64,
+    /// Class weights (classifier): "balanced" or NAME=W pairs such as "setosa=2,virginica=0.5".
+    #[arg(long, value_name = "balanced|NAME=W,...")]
+    class_weight: Option<String>,
+    /// Minimal cost-complexity pruning strength (>= 0).
+    #[arg(long, value_name = "X", default_value_t = 0.0, allow_negative_numbers = true)]
+    ccp_alpha: f64,
+    /// Threads for large nodes (0: all cores); the tree is the same for any value.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+    /// With --plot: the deepest level drawn (deeper branches are summarised).
+    #[arg(long, value_name = "N")]
+    max_depth_shown: Option<usize>,
+}
+
+impl TreeArgs {
+    fn settings(&self) -> TreeSettings {
+        TreeSettings {
+            splitter: self.splitter,
+            max_depth: self.max_depth,
+            min_samples_split: self.min_samples_split,
+            min_samples_leaf: self.min_samples_leaf,
+            min_weight_fraction_leaf: self.min_weight_fraction_leaf,
+            max_features: self.max_features,
+            max_leaf_nodes: self.max_leaf_nodes,
+            min_impurity_decrease: self.min_impurity_decrease,
+            ccp_alpha: self.ccp_alpha,
+            seed: self.common.seed,
+            threads: self.threads,
+        }
+    }
+}
+
+/// `balanced` or `name=weight,...`.
+fn parse_class_weight(s: &str) -> Result<ClassWeight> {
+    if s == "balanced" {
+        return Ok(ClassWeight::Balanced);
+    }
+    let mut map = std::collections::BTreeMap::new();
+    for pair in s.split(',') {
+        let Some((name, w)) = pair.split_once('=') else {
+            bail!("--class-weight {s:?}: expected \"balanced\" or NAME=WEIGHT pairs separated by commas, got {pair:?}");
+        };
+        let w: f64 = w
+            .trim()
+            .parse()
+            .with_context(|| format!("--class-weight: weight of {name:?} is {w:?}, expected a number"))?;
+        map.insert(name.trim().to_string(), w);
+    }
+    Ok(ClassWeight::Map(map))
+}
+
 /// Run `kiln fit`.
 pub fn run(args: FitArgs) -> Result<()> {
     match args.model {
@@ -107,6 +198,28 @@ pub fn run(args: FitArgs) -> Result<()> {
             };
             fit_and_report(&a.common, Job::new("ridge", params, Task::Regression))
         }
+        FitModel::Tree(a) => {
+            let params = DecisionTreeClassifierParams {
+                criterion: a.criterion.as_deref().unwrap_or("gini").parse()?,
+                class_weight: a.class_weight.as_deref().map(parse_class_weight).transpose()?,
+                tree: a.settings(),
+            };
+            let mut job = Job::new("tree", params, Task::Classification);
+            job.max_depth_shown = a.max_depth_shown;
+            fit_and_report(&a.common, job)
+        }
+        FitModel::TreeRegressor(a) => {
+            if a.class_weight.is_some() {
+                bail!("--class-weight applies to the classifier (kiln fit tree), not to tree-regressor");
+            }
+            let params = DecisionTreeRegressorParams {
+                criterion: a.criterion.as_deref().unwrap_or("squared_error").parse()?,
+                tree: a.settings(),
+            };
+            let mut job = Job::new("tree-regressor", params, Task::Regression);
+            job.max_depth_shown = a.max_depth_shown;
+            fit_and_report(&a.common, job)
+        }
     }
 }
 
@@ -120,6 +233,8 @@ pub struct Job<F> {
     pub task: Task,
     /// Warnings to print before fitting (e.g. unscaled features for an SVM).
     pub warnings: Vec<String>,
+    /// Deepest tree level drawn by `--plot`.
+    pub max_depth_shown: Option<usize>,
 }
 
 impl<F: Fit + serde::Serialize> Job<F> {
@@ -130,6 +245,7 @@ impl<F: Fit + serde::Serialize> Job<F> {
             params,
             task,
             warnings: Vec::new(),
+            max_depth_shown: None,
         }
     }
 }
@@ -211,7 +327,7 @@ where
             .with_context(|| format!("cannot save the model to {}", dir.display()))?;
     }
     if let Some(path) = &common.plot {
-        plot_fit(path, &model, &meta, &test)?;
+        plot_fit(path, &model, &meta, &test, job.max_depth_shown)?;
     }
 
     let metric_name = match job.task {
@@ -300,6 +416,7 @@ fn plot_fit<M: CliModel>(
     model: &kiln_core::scale::ScaledModel<M>,
     meta: &ModelMeta,
     test: &Dataset,
+    max_depth_shown: Option<usize>,
 ) -> Result<()> {
     let x_model = match &model.scaler {
         Some(s) => s.transform(test.x.view())?,
@@ -309,6 +426,7 @@ fn plot_fit<M: CliModel>(
         meta,
         x_test: x_model.view(),
         y_test: test.y.as_slice().unwrap_or(&[]),
+        max_depth_shown,
     };
     if let Some(result) = model.model.plot(path, &ctx) {
         return result.with_context(|| format!("cannot draw {}", path.display()));

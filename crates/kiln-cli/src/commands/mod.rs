@@ -4,4 +4,5 @@ pub mod datasets;
 pub mod eval;
 pub mod fit;
 pub mod predict;
+pub mod show;
 pub mod tour;

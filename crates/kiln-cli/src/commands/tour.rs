@@ -83,7 +83,7 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
     let line_x = vec![lo, hi];
     let line_y = vec![model.intercept + model.coef[0] * lo, model.intercept + model.coef[0] * hi];
     kiln_plot::fitted_line(
-        &out.join(png),
+        out.join(png),
         &kiln_plot::FittedLine {
             title: "Ordinary least squares on 20 test points".into(),
             x_label: "x".into(),

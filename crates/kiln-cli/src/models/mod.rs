@@ -4,10 +4,12 @@
 //! types), one `kind => load::<T>` line in [`load`], and one subcommand in `commands/fit.rs`.
 
 pub mod linear;
+pub mod tree;
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use kiln_classical::tree::{DecisionTreeClassifier, DecisionTreeRegressor};
 use kiln_core::folder::{ModelFolder, ModelMeta};
 use kiln_core::{Persist, Predict, Task};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -34,6 +36,20 @@ pub trait CliModel: Predict {
     fn plot(&self, _path: &Path, _ctx: &PlotContext<'_>) -> Option<Result<()>> {
         None
     }
+
+    /// A text rendering of the fitted model for `kiln show` (a tree's export), if it has one.
+    fn show(&self, _format: ShowFormat, _max_depth: Option<usize>) -> Option<String> {
+        None
+    }
+}
+
+/// Formats of `kiln show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    /// Indented text, like scikit-learn's export_text.
+    Text,
+    /// Graphviz DOT, like scikit-learn's export_graphviz.
+    Dot,
 }
 
 /// What a model-specific plot may draw on: the training and test rows (already scaled as the
@@ -45,6 +61,8 @@ pub struct PlotContext<'a> {
     pub x_test: ArrayView2<'a, f64>,
     /// Test targets.
     pub y_test: &'a [f64],
+    /// Deepest tree level to draw (`--max-depth-shown`).
+    pub max_depth_shown: Option<usize>,
 }
 
 /// Save helper for any [`Persist`] model.
@@ -120,6 +138,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             boxed::<kiln_classical::linear::LinearRegression>(dir)
         }
         k if k == kiln_classical::linear::Ridge::KIND => boxed::<kiln_classical::linear::Ridge>(dir),
+        k if k == DecisionTreeClassifier::KIND => boxed::<DecisionTreeClassifier>(dir),
+        k if k == DecisionTreeRegressor::KIND => boxed::<DecisionTreeRegressor>(dir),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -134,6 +154,8 @@ pub fn known_kinds() -> Vec<&'static str> {
     vec![
         kiln_classical::linear::LinearRegression::KIND,
         kiln_classical::linear::Ridge::KIND,
+        DecisionTreeClassifier::KIND,
+        DecisionTreeRegressor::KIND,
     ]
 }
 
