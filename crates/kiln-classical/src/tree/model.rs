@@ -82,12 +82,16 @@ fn grow(
     }
     s.validate_for(d)?;
     check_no_inf(data.x.view())?;
-    if crit == Crit::Mae && data.x.iter().any(|v| v.is_nan()) {
-        return Err(Error::InvalidData(
-            "criterion absolute_error does not support missing values (NaN); \
-             use squared_error or impute them"
-                .into(),
-        ));
+    if crit == Crit::Mae {
+        // scikit-learn's absolute_error criterion has no missing-value support either.
+        if let Some(((r, c), &v)) = data.x.indexed_iter().find(|(_, v)| v.is_nan()) {
+            return Err(Error::NonFinite {
+                row: r + 1,
+                col: c + 1,
+                name: format!("feature {}; criterion absolute_error does not accept NaN", c + 1),
+                value: v,
+            });
+        }
     }
     if let Some(w) = weights {
         check_weights(w, n)?;
