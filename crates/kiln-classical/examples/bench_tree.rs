@@ -11,7 +11,9 @@
 
 use std::time::Instant;
 
-use kiln_classical::tree::{DecisionTreeClassifierParams, DecisionTreeRegressorParams, TreeSettings};
+use kiln_classical::tree::{
+    DecisionTreeClassifierParams, DecisionTreeRegressorParams, TreeSettings,
+};
 use kiln_core::{metrics, Dataset, Fit, Predict};
 use ndarray::{Array1, Array2};
 
@@ -82,7 +84,8 @@ fn main() -> Result<(), String> {
         };
         let (task, fit_s, predict_s, score, nodes, depth) = if k > 0 {
             let classes = (0..k).map(|c| c.to_string()).collect();
-            let data = Dataset::classification(x, y, names, "y", classes).map_err(|e| e.to_string())?;
+            let data =
+                Dataset::classification(x, y, names, "y", classes).map_err(|e| e.to_string())?;
             let params = DecisionTreeClassifierParams {
                 tree: settings,
                 ..Default::default()
@@ -94,7 +97,14 @@ fn main() -> Result<(), String> {
             let pred = model.predict(xt.view()).map_err(|e| e.to_string())?;
             let predict_s = t.elapsed().as_secs_f64();
             let acc = pred.iter().zip(&yt).filter(|(a, b)| a == b).count() as f64 / m as f64;
-            ("classification", fit_s, predict_s, acc, model.node_count(), model.depth())
+            (
+                "classification",
+                fit_s,
+                predict_s,
+                acc,
+                model.node_count(),
+                model.depth(),
+            )
         } else {
             let data = Dataset::regression(x, y, names, "y").map_err(|e| e.to_string())?;
             let params = DecisionTreeRegressorParams {
@@ -108,7 +118,14 @@ fn main() -> Result<(), String> {
             let pred = model.predict(xt.view()).map_err(|e| e.to_string())?;
             let predict_s = t.elapsed().as_secs_f64();
             let r2 = metrics::r2(&yt, pred.as_slice().ok_or("prediction layout")?);
-            ("regression", fit_s, predict_s, r2, model.node_count(), model.depth())
+            (
+                "regression",
+                fit_s,
+                predict_s,
+                r2,
+                model.node_count(),
+                model.depth(),
+            )
         };
         println!(
             "{{\"task\":\"{task}\",\"threads\":{threads},\"fit_s\":{fit_s:.4},\"predict_s\":{predict_s:.4},\"score\":{score:.6},\"nodes\":{nodes},\"depth\":{depth},\"peak_rss_mib\":{:.1}}}",

@@ -78,10 +78,16 @@ fn separable_data_is_fitted_perfectly() {
     let data = blobs(150, 7);
     let model = DecisionTreeClassifierParams::default().fit(&data).unwrap();
     let pred = model.predict(data.x.view()).unwrap();
-    assert_eq!(pred, data.y, "an unlimited tree reproduces its distinct training points");
+    assert_eq!(
+        pred, data.y,
+        "an unlimited tree reproduces its distinct training points"
+    );
     for leaf in 0..model.node_count() {
         if model.tree().is_leaf(leaf) {
-            assert!(model.tree().impurity[leaf] <= f64::EPSILON, "leaf {leaf} impure");
+            assert!(
+                model.tree().impurity[leaf] <= f64::EPSILON,
+                "leaf {leaf} impure"
+            );
         }
     }
     let reg = regression(100, 8);
@@ -234,7 +240,10 @@ fn missing_values_at_fit_and_predict() {
 fn bad_classifier(p: DecisionTreeClassifierParams, data: &Dataset, name: &str) {
     match p.fit(data) {
         Err(Error::InvalidParameter { name: n, .. }) => assert_eq!(n, name),
-        other => panic!("{name}: expected InvalidParameter, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "{name}: expected InvalidParameter, got {:?}",
+            other.map(|_| ())
+        ),
     }
 }
 
@@ -247,16 +256,48 @@ fn bad_hyperparameters_are_named() {
         p
     };
     bad_classifier(with(|s| s.max_depth = Some(0)), &data, "max_depth");
-    bad_classifier(with(|s| s.min_samples_split = 1), &data, "min_samples_split");
+    bad_classifier(
+        with(|s| s.min_samples_split = 1),
+        &data,
+        "min_samples_split",
+    );
     bad_classifier(with(|s| s.min_samples_leaf = 0), &data, "min_samples_leaf");
-    bad_classifier(with(|s| s.min_weight_fraction_leaf = 0.6), &data, "min_weight_fraction_leaf");
-    bad_classifier(with(|s| s.max_features = MaxFeatures::Count(0)), &data, "max_features");
-    bad_classifier(with(|s| s.max_features = MaxFeatures::Count(5)), &data, "max_features");
-    bad_classifier(with(|s| s.max_features = MaxFeatures::Fraction(1.5)), &data, "max_features");
-    bad_classifier(with(|s| s.max_features = MaxFeatures::Fraction(0.0)), &data, "max_features");
-    bad_classifier(with(|s| s.max_leaf_nodes = Some(1)), &data, "max_leaf_nodes");
+    bad_classifier(
+        with(|s| s.min_weight_fraction_leaf = 0.6),
+        &data,
+        "min_weight_fraction_leaf",
+    );
+    bad_classifier(
+        with(|s| s.max_features = MaxFeatures::Count(0)),
+        &data,
+        "max_features",
+    );
+    bad_classifier(
+        with(|s| s.max_features = MaxFeatures::Count(5)),
+        &data,
+        "max_features",
+    );
+    bad_classifier(
+        with(|s| s.max_features = MaxFeatures::Fraction(1.5)),
+        &data,
+        "max_features",
+    );
+    bad_classifier(
+        with(|s| s.max_features = MaxFeatures::Fraction(0.0)),
+        &data,
+        "max_features",
+    );
+    bad_classifier(
+        with(|s| s.max_leaf_nodes = Some(1)),
+        &data,
+        "max_leaf_nodes",
+    );
     bad_classifier(with(|s| s.ccp_alpha = -0.1), &data, "ccp_alpha");
-    bad_classifier(with(|s| s.min_impurity_decrease = -1.0), &data, "min_impurity_decrease");
+    bad_classifier(
+        with(|s| s.min_impurity_decrease = -1.0),
+        &data,
+        "min_impurity_decrease",
+    );
     bad_classifier(with(|s| s.seed = 1 << 40), &data, "seed");
     let mut map = BTreeMap::new();
     map.insert("zebra".to_string(), 2.0);
@@ -265,14 +306,30 @@ fn bad_hyperparameters_are_named() {
         ..Default::default()
     };
     let e = p.fit(&data).unwrap_err().to_string();
-    assert!(e.contains("class_weight") && e.contains("zebra") && e.contains("a, b, c"), "{e}");
+    assert!(
+        e.contains("class_weight") && e.contains("zebra") && e.contains("a, b, c"),
+        "{e}"
+    );
     // Text forms (CLI flags) and their errors.
-    assert_eq!("entropy".parse::<ClassCriterion>().unwrap(), ClassCriterion::Entropy);
-    assert_eq!("friedman_mse".parse::<RegCriterion>().unwrap(), RegCriterion::FriedmanMse);
-    assert_eq!("0.5".parse::<MaxFeatures>().unwrap(), MaxFeatures::Fraction(0.5));
+    assert_eq!(
+        "entropy".parse::<ClassCriterion>().unwrap(),
+        ClassCriterion::Entropy
+    );
+    assert_eq!(
+        "friedman_mse".parse::<RegCriterion>().unwrap(),
+        RegCriterion::FriedmanMse
+    );
+    assert_eq!(
+        "0.5".parse::<MaxFeatures>().unwrap(),
+        MaxFeatures::Fraction(0.5)
+    );
     assert_eq!("3".parse::<MaxFeatures>().unwrap(), MaxFeatures::Count(3));
     assert_eq!("sqrt".parse::<MaxFeatures>().unwrap(), MaxFeatures::Sqrt);
-    for (bad, name) in [("gain", "criterion"), ("mse", "criterion"), ("greedy", "splitter")] {
+    for (bad, name) in [
+        ("gain", "criterion"),
+        ("mse", "criterion"),
+        ("greedy", "splitter"),
+    ] {
         let e = if name == "splitter" {
             bad.parse::<SplitterKind>().unwrap_err()
         } else if bad == "mse" {
@@ -280,7 +337,10 @@ fn bad_hyperparameters_are_named() {
         } else {
             bad.parse::<ClassCriterion>().unwrap_err()
         };
-        assert!(matches!(&e, Error::InvalidParameter { name: n, .. } if n == name), "{e}");
+        assert!(
+            matches!(&e, Error::InvalidParameter { name: n, .. } if n == name),
+            "{e}"
+        );
     }
     assert!("1.5".parse::<MaxFeatures>().is_err());
     assert!("0".parse::<MaxFeatures>().is_err());
@@ -308,11 +368,17 @@ fn bad_data_and_weights() {
     assert!(matches!(p.fit(&reg), Err(Error::InvalidData(_))));
     let mut reg2 = reg.clone();
     reg2.y[3] = f64::NAN;
-    let e = DecisionTreeRegressorParams::default().fit(&reg2).unwrap_err().to_string();
+    let e = DecisionTreeRegressorParams::default()
+        .fit(&reg2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("row 4"), "{e}");
     let m = p.fit(&data).unwrap();
     let e = m.predict(Array2::zeros((2, 3)).view()).unwrap_err();
-    assert_eq!(e.to_string(), "feature count mismatch: fitted with 4, got 3");
+    assert_eq!(
+        e.to_string(),
+        "feature count mismatch: fitted with 4, got 3"
+    );
 }
 
 #[test]
@@ -320,7 +386,9 @@ fn weights_match_repeated_rows() {
     // Integer weights behave like repeating rows (scikit-learn's definition).
     let data = blobs(60, 21);
     let w: Vec<f64> = (0..60).map(|i| (i % 3) as f64).collect();
-    let rows: Vec<usize> = (0..60).flat_map(|i| std::iter::repeat_n(i, i % 3)).collect();
+    let rows: Vec<usize> = (0..60)
+        .flat_map(|i| std::iter::repeat_n(i, i % 3))
+        .collect();
     let p = DecisionTreeClassifierParams {
         tree: TreeSettings {
             max_depth: Some(3),
@@ -356,6 +424,8 @@ fn save_and_reload_keeps_every_array_and_rejects_corruption() {
     left[0] = 0;
     let n = left.len();
     t.insert_i64("children_left", &[n], left);
-    let e = DecisionTreeClassifier::from_parts(&json, &t).unwrap_err().to_string();
+    let e = DecisionTreeClassifier::from_parts(&json, &t)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("node 0 is malformed"), "{e}");
 }

@@ -245,7 +245,11 @@ struct Fenwick {
 
 impl Fenwick {
     fn new(n: usize) -> Self {
-        let top = if n == 0 { 0 } else { 1 << (usize::BITS - 1 - n.leading_zeros()) };
+        let top = if n == 0 {
+            0
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
         Fenwick {
             w: vec![0.0; n + 1],
             wy: vec![0.0; n + 1],
@@ -438,7 +442,13 @@ impl Builder<'_> {
         }
         let less = |a: &Rec, b: &Rec| a.improvement < b.improvement;
         // libstdc++'s push_heap / pop_heap, so equal improvements pop in scikit-learn's order.
-        fn push_up(v: &mut [Rec], mut hole: usize, top: usize, value: Rec, less: &dyn Fn(&Rec, &Rec) -> bool) {
+        fn push_up(
+            v: &mut [Rec],
+            mut hole: usize,
+            top: usize,
+            value: Rec,
+            less: &dyn Fn(&Rec, &Rec) -> bool,
+        ) {
             while hole > top {
                 let parent = (hole - 1) / 2;
                 if less(&v[parent], &value) {
@@ -467,7 +477,7 @@ impl Builder<'_> {
                     v[hole] = v[child].clone();
                     hole = child;
                 }
-                if n % 2 == 0 && n >= 2 && child == (n - 2) / 2 {
+                if n & 1 == 0 && n >= 2 && child == (n - 2) / 2 {
                     child = 2 * (child + 1);
                     v[hole] = v[child - 1].clone();
                     hole = child - 1;
@@ -598,9 +608,7 @@ impl Builder<'_> {
             && (n_visited < max_features || n_visited <= n_found_constants + n_drawn_constants)
         {
             n_visited += 1;
-            let mut f_j = self
-                .rng
-                .int(n_drawn_constants, f_i - n_found_constants);
+            let mut f_j = self.rng.int(n_drawn_constants, f_i - n_found_constants);
             if f_j < n_known_constants {
                 self.features.swap(n_drawn_constants, f_j);
                 n_drawn_constants += 1;
@@ -654,7 +662,9 @@ impl Builder<'_> {
         self.features[..n_known_constants]
             .copy_from_slice(&self.constant_features[..n_known_constants]);
         self.constant_features[n_known_constants..n_known_constants + n_found_constants]
-            .copy_from_slice(&self.features[n_known_constants..n_known_constants + n_found_constants]);
+            .copy_from_slice(
+                &self.features[n_known_constants..n_known_constants + n_found_constants],
+            );
         *n_constant = n_total_constants;
 
         let best = best?;
@@ -671,7 +681,14 @@ impl Builder<'_> {
     }
 
     /// Exact children impurities and improvement of the chosen split.
-    fn finish_split(&self, c: Candidate, start: usize, end: usize, impurity: f64, stats: &Stats) -> Split {
+    fn finish_split(
+        &self,
+        c: Candidate,
+        start: usize,
+        end: usize,
+        impurity: f64,
+        stats: &Stats,
+    ) -> Split {
         let entries = &self.cols[c.feature][start..end];
         let (left, right): (Vec<&Entry>, Vec<&Entry>) = entries
             .iter()
@@ -680,7 +697,12 @@ impl Builder<'_> {
         let (wl, wr) = (sl.w, stats.w - sl.w);
         let (il, ir) = match self.cfg.crit {
             Crit::Gini | Crit::Entropy => {
-                let sr: Vec<f64> = stats.sums.iter().zip(&sl.sums).map(|(t, l)| t - l).collect();
+                let sr: Vec<f64> = stats
+                    .sums
+                    .iter()
+                    .zip(&sl.sums)
+                    .map(|(t, l)| t - l)
+                    .collect();
                 (
                     class_impurity(self.cfg.crit, &sl.sums, wl),
                     class_impurity(self.cfg.crit, &sr, wr),
@@ -769,7 +791,11 @@ impl Builder<'_> {
                 return None;
             }
             let proxy = self.proxy_of_set(&sl, stats, &left, entries, threshold, missing_left);
-            let missing_left = if n_missing > 0 { missing_left } else { n_left > n_right };
+            let missing_left = if n_missing > 0 {
+                missing_left
+            } else {
+                n_left > n_right
+            };
             return Some(Candidate {
                 proxy,
                 feature: d.feature,
@@ -792,7 +818,11 @@ impl Builder<'_> {
                         t
                     }
                 };
-                let missing_left = if n_missing == 0 { n_left > n - n_left } else { mgl };
+                let missing_left = if n_missing == 0 {
+                    n_left > n - n_left
+                } else {
+                    mgl
+                };
                 best = Some(Candidate {
                     proxy,
                     feature: d.feature,
@@ -829,8 +859,7 @@ impl Builder<'_> {
                             wl += w;
                         }
                     }
-                    for k in 0..nnm {
-                        let e = entries[k];
+                    for (k, e) in entries[..nnm].iter().enumerate() {
                         let w = self.weight(e.i);
                         left[y[e.i as usize] as usize] += w;
                         wl += w;
@@ -879,8 +908,7 @@ impl Builder<'_> {
                             wl += w;
                         }
                     }
-                    for k in 0..nnm {
-                        let e = entries[k];
+                    for (k, e) in entries[..nnm].iter().enumerate() {
                         let w = self.weight(e.i);
                         sum_l += w * y[e.i as usize];
                         wl += w;
@@ -914,7 +942,12 @@ impl Builder<'_> {
         let (wl, wr) = (sl.w, stats.w - sl.w);
         match self.cfg.crit {
             Crit::Gini | Crit::Entropy => {
-                let sr: Vec<f64> = stats.sums.iter().zip(&sl.sums).map(|(t, l)| t - l).collect();
+                let sr: Vec<f64> = stats
+                    .sums
+                    .iter()
+                    .zip(&sl.sums)
+                    .map(|(t, l)| t - l)
+                    .collect();
                 let il = class_impurity(self.cfg.crit, &sl.sums, wl);
                 let ir = class_impurity(self.cfg.crit, &sr, wr);
                 -wr * ir - wl * il

@@ -208,12 +208,21 @@ impl View<'_> {
     }
 
     /// The lines of a node box (scikit-learn's `node_to_str` with `label="all"`).
-    fn node_lines(&self, k: usize, precision: usize, impurity: bool, class_names: bool) -> Vec<String> {
+    fn node_lines(
+        &self,
+        k: usize,
+        precision: usize,
+        impurity: bool,
+        class_names: bool,
+    ) -> Vec<String> {
         let t = self.tree;
         let mut lines = Vec::new();
         if !t.is_leaf(k) {
             let name = &self.features[t.feature[k] as usize];
-            lines.push(format!("{name} <= {}", py_repr(py_round(t.threshold[k], precision))));
+            lines.push(format!(
+                "{name} <= {}",
+                py_repr(py_round(t.threshold[k], precision))
+            ));
         }
         if impurity {
             lines.push(format!(
@@ -230,7 +239,10 @@ impl View<'_> {
             let text: Vec<String> = if counts.iter().all(|c| c.fract() == 0.0) {
                 counts.iter().map(|c| format!("{}", *c as i64)).collect()
             } else {
-                counts.iter().map(|c| py_repr(py_round(*c, precision))).collect()
+                counts
+                    .iter()
+                    .map(|c| py_repr(py_round(*c, precision)))
+                    .collect()
             };
             lines.push(format!("value = [{}]", text.join(", ")));
             if class_names {
@@ -261,7 +273,11 @@ impl View<'_> {
             let vals = &self.tree.value;
             let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let alpha = if hi > lo { (v[0] - lo) / (hi - lo) } else { 0.0 };
+            let alpha = if hi > lo {
+                (v[0] - lo) / (hi - lo)
+            } else {
+                0.0
+            };
             (None, alpha)
         }
     }
@@ -298,7 +314,14 @@ impl View<'_> {
         out
     }
 
-    fn dot_rec(&self, out: &mut String, k: usize, parent: Option<usize>, depth: usize, o: &DotOptions) {
+    fn dot_rec(
+        &self,
+        out: &mut String,
+        k: usize,
+        parent: Option<usize>,
+        depth: usize,
+        o: &DotOptions,
+    ) {
         if o.max_depth.is_none_or(|m| depth <= m) {
             let label = self
                 .node_lines(k, o.precision, o.impurity, o.class_names)
@@ -321,8 +344,20 @@ impl View<'_> {
                 out.push_str(" ;\n");
             }
             if !self.tree.is_leaf(k) {
-                self.dot_rec(out, self.tree.children_left[k] as usize, Some(k), depth + 1, o);
-                self.dot_rec(out, self.tree.children_right[k] as usize, Some(k), depth + 1, o);
+                self.dot_rec(
+                    out,
+                    self.tree.children_left[k] as usize,
+                    Some(k),
+                    depth + 1,
+                    o,
+                );
+                self.dot_rec(
+                    out,
+                    self.tree.children_right[k] as usize,
+                    Some(k),
+                    depth + 1,
+                    o,
+                );
             }
         } else {
             let _ = write!(out, "{k} [label=\"(...)\"");
@@ -342,7 +377,13 @@ impl View<'_> {
         out
     }
 
-    fn diagram_rec(&self, out: &mut Vec<DiagramBox>, k: usize, depth: usize, max_depth: Option<usize>) -> usize {
+    fn diagram_rec(
+        &self,
+        out: &mut Vec<DiagramBox>,
+        k: usize,
+        depth: usize,
+        max_depth: Option<usize>,
+    ) -> usize {
         let id = out.len();
         if max_depth.is_some_and(|m| depth > m) {
             out.push(DiagramBox {
@@ -361,8 +402,18 @@ impl View<'_> {
             purity,
         });
         if !self.tree.is_leaf(k) {
-            let l = self.diagram_rec(out, self.tree.children_left[k] as usize, depth + 1, max_depth);
-            let r = self.diagram_rec(out, self.tree.children_right[k] as usize, depth + 1, max_depth);
+            let l = self.diagram_rec(
+                out,
+                self.tree.children_left[k] as usize,
+                depth + 1,
+                max_depth,
+            );
+            let r = self.diagram_rec(
+                out,
+                self.tree.children_right[k] as usize,
+                depth + 1,
+                max_depth,
+            );
             out[id].children = Some((l, r));
         }
         id

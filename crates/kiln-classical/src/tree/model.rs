@@ -51,7 +51,11 @@ fn check_weights(w: &[f64], n: usize) -> Result<()> {
             w.len()
         )));
     }
-    if let Some((i, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+    if let Some((i, v)) = w
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
         return Err(Error::InvalidData(format!(
             "sample_weight[{i}] = {v}: weights must be finite and >= 0"
         )));
@@ -88,7 +92,10 @@ fn grow(
             return Err(Error::NonFinite {
                 row: r + 1,
                 col: c + 1,
-                name: format!("feature {}; criterion absolute_error does not accept NaN", c + 1),
+                name: format!(
+                    "feature {}; criterion absolute_error does not accept NaN",
+                    c + 1
+                ),
                 value: v,
             });
         }
@@ -121,7 +128,13 @@ fn grow(
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(s.threads)
             .build()
-            .map_err(|e| Error::param("threads", s.threads, &format!("a usable thread count ({e})")))?;
+            .map_err(|e| {
+                Error::param(
+                    "threads",
+                    s.threads,
+                    &format!("a usable thread count ({e})"),
+                )
+            })?;
         pool.install(|| build(&x_cols, target, weights, &cfg))
     } else {
         build(&x_cols, target, weights, &cfg)
@@ -142,7 +155,11 @@ impl DecisionTreeClassifierParams {
     }
 
     /// Sample weights times class weights (`None` when both are absent).
-    fn effective_weights(&self, data: &Dataset, sample_weight: Option<&[f64]>) -> Result<Option<Vec<f64>>> {
+    fn effective_weights(
+        &self,
+        data: &Dataset,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<Option<Vec<f64>>> {
         let classes = data.classes.as_deref().unwrap_or(&[]);
         let labels = data.labels();
         let per_class: Option<Vec<f64>> = match &self.class_weight {
@@ -166,7 +183,12 @@ impl DecisionTreeClassifierParams {
                         &format!("weights for known classes only ({})", classes.join(", ")),
                     ));
                 }
-                Some(classes.iter().map(|c| m.get(c).copied().unwrap_or(1.0)).collect())
+                Some(
+                    classes
+                        .iter()
+                        .map(|c| m.get(c).copied().unwrap_or(1.0))
+                        .collect(),
+                )
             }
         };
         if let Some(w) = sample_weight {
@@ -180,7 +202,12 @@ impl DecisionTreeClassifierParams {
         })
     }
 
-    fn grow(&self, data: &Dataset, sample_weight: Option<&[f64]>, prune: bool) -> Result<TreeArrays> {
+    fn grow(
+        &self,
+        data: &Dataset,
+        sample_weight: Option<&[f64]>,
+        prune: bool,
+    ) -> Result<TreeArrays> {
         self.validate()?;
         if data.task() != Task::Classification {
             return Err(Error::InvalidData(
@@ -193,15 +220,30 @@ impl DecisionTreeClassifierParams {
             y: &y,
             n_classes: data.n_classes(),
         };
-        grow(&self.tree, self.class_crit(), data, &target, weights.as_deref(), prune)
+        grow(
+            &self.tree,
+            self.class_crit(),
+            data,
+            &target,
+            weights.as_deref(),
+            prune,
+        )
     }
 
     /// Fit with per-sample weights (multiplied by `class_weight`, as in scikit-learn).
-    pub fn fit_weighted(&self, data: &Dataset, sample_weight: &[f64]) -> Result<DecisionTreeClassifier> {
+    pub fn fit_weighted(
+        &self,
+        data: &Dataset,
+        sample_weight: &[f64],
+    ) -> Result<DecisionTreeClassifier> {
         self.fit_inner(data, Some(sample_weight))
     }
 
-    fn fit_inner(&self, data: &Dataset, sample_weight: Option<&[f64]>) -> Result<DecisionTreeClassifier> {
+    fn fit_inner(
+        &self,
+        data: &Dataset,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<DecisionTreeClassifier> {
         let tree = self.grow(data, sample_weight, true)?;
         Ok(DecisionTreeClassifier {
             params: self.clone(),
@@ -229,7 +271,12 @@ impl DecisionTreeRegressorParams {
         }
     }
 
-    fn grow(&self, data: &Dataset, sample_weight: Option<&[f64]>, prune: bool) -> Result<TreeArrays> {
+    fn grow(
+        &self,
+        data: &Dataset,
+        sample_weight: Option<&[f64]>,
+        prune: bool,
+    ) -> Result<TreeArrays> {
         self.validate()?;
         if let Some((i, v)) = data.y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::InvalidData(format!(
@@ -239,15 +286,30 @@ impl DecisionTreeRegressorParams {
         }
         let y = data.y.to_vec();
         let target = Target::Reg { y: &y };
-        grow(&self.tree, self.reg_crit(), data, &target, sample_weight, prune)
+        grow(
+            &self.tree,
+            self.reg_crit(),
+            data,
+            &target,
+            sample_weight,
+            prune,
+        )
     }
 
     /// Fit with per-sample weights.
-    pub fn fit_weighted(&self, data: &Dataset, sample_weight: &[f64]) -> Result<DecisionTreeRegressor> {
+    pub fn fit_weighted(
+        &self,
+        data: &Dataset,
+        sample_weight: &[f64],
+    ) -> Result<DecisionTreeRegressor> {
         self.fit_inner(data, Some(sample_weight))
     }
 
-    fn fit_inner(&self, data: &Dataset, sample_weight: Option<&[f64]>) -> Result<DecisionTreeRegressor> {
+    fn fit_inner(
+        &self,
+        data: &Dataset,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<DecisionTreeRegressor> {
         let tree = self.grow(data, sample_weight, true)?;
         Ok(DecisionTreeRegressor {
             params: self.clone(),
@@ -456,7 +518,10 @@ impl Persist for DecisionTreeClassifier {
             feature_names: self.feature_names.clone(),
             classes: Some(self.classes.clone()),
         };
-        Ok((serde_json::to_value(s).map_err(json_err)?, self.tree.to_tensors()))
+        Ok((
+            serde_json::to_value(s).map_err(json_err)?,
+            self.tree.to_tensors(),
+        ))
     }
     fn from_parts(model: &serde_json::Value, tensors: &Tensors) -> Result<Self> {
         let s: Stored<DecisionTreeClassifierParams> =
@@ -489,7 +554,10 @@ impl Persist for DecisionTreeRegressor {
             feature_names: self.feature_names.clone(),
             classes: None,
         };
-        Ok((serde_json::to_value(s).map_err(json_err)?, self.tree.to_tensors()))
+        Ok((
+            serde_json::to_value(s).map_err(json_err)?,
+            self.tree.to_tensors(),
+        ))
     }
     fn from_parts(model: &serde_json::Value, tensors: &Tensors) -> Result<Self> {
         let s: Stored<DecisionTreeRegressorParams> =

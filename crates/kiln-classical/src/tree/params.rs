@@ -159,10 +159,18 @@ impl FromStr for MaxFeatures {
             "sqrt" => Self::Sqrt,
             "log2" => Self::Log2,
             _ if s.contains('.') => Self::Fraction(s.parse().map_err(|_| {
-                parse_err("max_features", s, "all, sqrt, log2, an integer or a fraction")
+                parse_err(
+                    "max_features",
+                    s,
+                    "all, sqrt, log2, an integer or a fraction",
+                )
             })?),
             _ => Self::Count(s.parse().map_err(|_| {
-                parse_err("max_features", s, "all, sqrt, log2, an integer or a fraction")
+                parse_err(
+                    "max_features",
+                    s,
+                    "all, sqrt, log2, an integer or a fraction",
+                )
             })?),
         };
         m.check(None)?;
@@ -243,17 +251,33 @@ impl TreeSettings {
     /// Check every setting, naming the first out of range.
     pub fn validate(&self) -> Result<()> {
         if self.max_depth == Some(0) {
-            return Err(Error::param("max_depth", 0, "at least 1, or none for unlimited"));
+            return Err(Error::param(
+                "max_depth",
+                0,
+                "at least 1, or none for unlimited",
+            ));
         }
         if self.min_samples_split < 2 {
-            return Err(Error::param("min_samples_split", self.min_samples_split, "at least 2"));
+            return Err(Error::param(
+                "min_samples_split",
+                self.min_samples_split,
+                "at least 2",
+            ));
         }
         if self.min_samples_leaf < 1 {
-            return Err(Error::param("min_samples_leaf", self.min_samples_leaf, "at least 1"));
+            return Err(Error::param(
+                "min_samples_leaf",
+                self.min_samples_leaf,
+                "at least 1",
+            ));
         }
         let w = self.min_weight_fraction_leaf;
         if !(0.0..=0.5).contains(&w) {
-            return Err(Error::param("min_weight_fraction_leaf", w, "a number in [0, 0.5]"));
+            return Err(Error::param(
+                "min_weight_fraction_leaf",
+                w,
+                "a number in [0, 0.5]",
+            ));
         }
         self.max_features.check(None)?;
         if let Some(m) = self.max_leaf_nodes {
@@ -269,7 +293,11 @@ impl TreeSettings {
             ));
         }
         if !(self.ccp_alpha >= 0.0 && self.ccp_alpha.is_finite()) {
-            return Err(Error::param("ccp_alpha", self.ccp_alpha, "a finite number >= 0"));
+            return Err(Error::param(
+                "ccp_alpha",
+                self.ccp_alpha,
+                "a finite number >= 0",
+            ));
         }
         if self.seed > u64::from(u32::MAX) {
             return Err(Error::param("seed", self.seed, "0..=4294967295"));

@@ -86,7 +86,7 @@ fn legacy_randint_seed(seed: u32) -> u32 {
     // randint(0, 2**31 - 1): range 2**31 - 2, mask 2**31 - 1, reject above the range.
     loop {
         let v = next() & RAND_R_MAX;
-        if v <= RAND_R_MAX - 1 {
+        if v < RAND_R_MAX {
             return v;
         }
     }

@@ -183,7 +183,10 @@ impl TreeArrays {
             if self.is_leaf(k) {
                 continue;
             }
-            let (l, r) = (self.children_left[k] as usize, self.children_right[k] as usize);
+            let (l, r) = (
+                self.children_left[k] as usize,
+                self.children_right[k] as usize,
+            );
             imp[self.feature[k] as usize] += self.weighted_n_node_samples[k] * self.impurity[k]
                 - self.weighted_n_node_samples[l] * self.impurity[l]
                 - self.weighted_n_node_samples[r] * self.impurity[r];
@@ -335,7 +338,10 @@ impl TreeArrays {
         t.insert_i64(
             "missing_go_to_left",
             &[n],
-            self.missing_go_to_left.iter().map(|&b| i64::from(b)).collect(),
+            self.missing_go_to_left
+                .iter()
+                .map(|&b| i64::from(b))
+                .collect(),
         );
         t.insert_f64("impurity", &[n], self.impurity.clone());
         t.insert_i64(
@@ -343,7 +349,11 @@ impl TreeArrays {
             &[n],
             self.n_node_samples.iter().map(|&v| v as i64).collect(),
         );
-        t.insert_f64("weighted_n_node_samples", &[n], self.weighted_n_node_samples.clone());
+        t.insert_f64(
+            "weighted_n_node_samples",
+            &[n],
+            self.weighted_n_node_samples.clone(),
+        );
         t.insert_f64("value", &[n, self.n_values], self.value.clone());
         t
     }
