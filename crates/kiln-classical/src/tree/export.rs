@@ -117,7 +117,8 @@ pub fn color_brew(n: usize) -> Vec<[u8; 3]> {
     let m = v - c;
     (0..n)
         .map(|k| {
-            let h = 25.0 + k as f64 * 360.0 / n as f64;
+            // numpy: np.arange(25, 385, 360 / n).astype(int)
+            let h = (25.0 + k as f64 * 360.0 / n as f64).trunc();
             let h_bar = h / 60.0;
             let x = c * (1.0 - ((h_bar % 2.0) - 1.0).abs());
             let (r, g, b) = match h_bar as usize {
