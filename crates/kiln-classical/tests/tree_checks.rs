@@ -120,31 +120,65 @@ fn same_seed_same_tree_other_seed_other_tree() {
 
 #[test]
 fn threads_do_not_change_the_tree() {
-    // Large enough for the parallel search and partition paths.
-    let data = blobs(6000, 12);
+    // Large enough for the parallel search and partition paths; with missing values, the
+    // random splitter, best-first growth and absolute error too.
+    let mut data = blobs(6000, 12);
+    for i in (0..6000).step_by(11) {
+        data.x[[i, i % 4]] = f64::NAN;
+    }
     let reg = regression(5000, 13);
-    let fit = |threads| {
-        let s = TreeSettings {
-            threads,
+    let variants: Vec<TreeSettings> = vec![
+        TreeSettings::default(),
+        TreeSettings {
+            splitter: SplitterKind::Random,
+            max_features: MaxFeatures::Count(2),
+            seed: 3,
             ..TreeSettings::default()
+        },
+        TreeSettings {
+            max_leaf_nodes: Some(40),
+            ..TreeSettings::default()
+        },
+    ];
+    for base in variants {
+        let fit = |threads| {
+            let s = TreeSettings {
+                threads,
+                ..base.clone()
+            };
+            let c = DecisionTreeClassifierParams {
+                tree: s.clone(),
+                ..Default::default()
+            }
+            .fit(&data)
+            .unwrap();
+            let r = DecisionTreeRegressorParams {
+                tree: s,
+                ..Default::default()
+            }
+            .fit(&reg)
+            .unwrap();
+            (c.tree().clone(), r.tree().clone())
         };
-        let c = DecisionTreeClassifierParams {
-            tree: s.clone(),
-            ..Default::default()
-        }
-        .fit(&data)
-        .unwrap();
-        let r = DecisionTreeRegressorParams {
-            tree: s,
-            ..Default::default()
+        let one = fit(1);
+        assert_eq!(one, fit(0), "{base:?}");
+        assert_eq!(one, fit(3), "{base:?}");
+    }
+    let mae = |threads| {
+        DecisionTreeRegressorParams {
+            criterion: RegCriterion::AbsoluteError,
+            tree: TreeSettings {
+                max_depth: Some(4),
+                threads,
+                ..TreeSettings::default()
+            },
         }
         .fit(&reg)
-        .unwrap();
-        (c.tree().clone(), r.tree().clone())
+        .unwrap()
+        .tree()
+        .clone()
     };
-    let one = fit(1);
-    assert_eq!(one, fit(0));
-    assert_eq!(one, fit(3));
+    assert_eq!(mae(1), mae(2));
 }
 
 #[test]
