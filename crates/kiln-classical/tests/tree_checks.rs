@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use kiln_classical::tree::{
     ClassCriterion, ClassWeight, DecisionTreeClassifier, DecisionTreeClassifierParams,
-    DecisionTreeRegressorParams, MaxFeatures, RegCriterion, SplitterKind, TreeSettings,
+    DecisionTreeRegressorParams, MaxFeatures, RegCriterion, SampleCount, SplitterKind,
+    TreeSettings,
 };
 use kiln_core::checks::check_estimator;
 use kiln_core::folder::ModelMeta;
@@ -291,11 +292,25 @@ fn bad_hyperparameters_are_named() {
     };
     bad_classifier(with(|s| s.max_depth = Some(0)), &data, "max_depth");
     bad_classifier(
-        with(|s| s.min_samples_split = 1),
+        with(|s| s.min_samples_split = SampleCount::Count(1)),
         &data,
         "min_samples_split",
     );
-    bad_classifier(with(|s| s.min_samples_leaf = 0), &data, "min_samples_leaf");
+    bad_classifier(
+        with(|s| s.min_samples_split = SampleCount::Fraction(1.5)),
+        &data,
+        "min_samples_split",
+    );
+    bad_classifier(
+        with(|s| s.min_samples_leaf = SampleCount::Count(0)),
+        &data,
+        "min_samples_leaf",
+    );
+    bad_classifier(
+        with(|s| s.min_samples_leaf = SampleCount::Fraction(1.0)),
+        &data,
+        "min_samples_leaf",
+    );
     bad_classifier(
         with(|s| s.min_weight_fraction_leaf = 0.6),
         &data,
@@ -359,6 +374,12 @@ fn bad_hyperparameters_are_named() {
     );
     assert_eq!("3".parse::<MaxFeatures>().unwrap(), MaxFeatures::Count(3));
     assert_eq!("sqrt".parse::<MaxFeatures>().unwrap(), MaxFeatures::Sqrt);
+    assert_eq!(
+        "0.05".parse::<SampleCount>().unwrap(),
+        SampleCount::Fraction(0.05)
+    );
+    assert_eq!("7".parse::<SampleCount>().unwrap(), SampleCount::Count(7));
+    assert!("seven".parse::<SampleCount>().is_err());
     for (bad, name) in [
         ("gain", "criterion"),
         ("mse", "criterion"),
@@ -384,6 +405,11 @@ fn bad_hyperparameters_are_named() {
     assert_eq!(json["criterion"], "squared_error");
     assert_eq!(json["splitter"], "best");
     assert_eq!(json["max_features"], "all");
+    assert_eq!(json["min_samples_split"], 2);
+    let back: DecisionTreeRegressorParams =
+        serde_json::from_str(r#"{"min_samples_leaf": 0.1, "max_depth": 3}"#).unwrap();
+    assert_eq!(back.tree.min_samples_leaf, SampleCount::Fraction(0.1));
+    assert_eq!(back.tree.max_depth, Some(3));
 }
 
 #[test]

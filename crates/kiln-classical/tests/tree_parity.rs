@@ -65,10 +65,10 @@ fn settings(p: &Value) -> TreeSettings {
         s.max_depth = Some(v.as_u64().unwrap() as usize);
     }
     if let Some(v) = get("min_samples_split") {
-        s.min_samples_split = v.as_u64().unwrap() as usize;
+        s.min_samples_split = v.to_string().parse().unwrap();
     }
     if let Some(v) = get("min_samples_leaf") {
-        s.min_samples_leaf = v.as_u64().unwrap() as usize;
+        s.min_samples_leaf = v.to_string().parse().unwrap();
     }
     if let Some(v) = get("min_weight_fraction_leaf") {
         s.min_weight_fraction_leaf = v.as_f64().unwrap();
@@ -514,6 +514,7 @@ parity!(Mode::Exact;
     synth_gini_full,
     synth_best_first,
     synth_limits,
+    synth_fractions,
     synth_weighted,
     missing_clf_full,
     missing_clf_d3,

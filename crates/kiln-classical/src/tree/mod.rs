@@ -44,6 +44,6 @@ pub use export::{color_brew, DiagramBox, DotOptions, TextOptions};
 pub use model::{DecisionTreeClassifier, DecisionTreeRegressor};
 pub use params::{
     ClassCriterion, ClassWeight, DecisionTreeClassifierParams, DecisionTreeRegressorParams,
-    MaxFeatures, RegCriterion, SplitterKind, TreeSettings,
+    MaxFeatures, RegCriterion, SampleCount, SplitterKind, TreeSettings,
 };
 pub use tree::{PruningPath, TreeArrays, TREE_LEAF, TREE_UNDEFINED};

@@ -115,8 +115,12 @@ fn grow(
         crit,
         random_splitter: s.splitter == SplitterKind::Random,
         max_depth: s.max_depth.unwrap_or(i32::MAX as usize),
-        min_samples_split: s.min_samples_split.max(2 * s.min_samples_leaf),
-        min_samples_leaf: s.min_samples_leaf,
+        min_samples_split: s
+            .min_samples_split
+            .resolve(n)
+            .max(2)
+            .max(2 * s.min_samples_leaf.resolve(n)),
+        min_samples_leaf: s.min_samples_leaf.resolve(n),
         min_weight_leaf: s.min_weight_fraction_leaf * total_w,
         max_features: s.max_features.resolve(d),
         max_leaf_nodes: s.max_leaf_nodes,

@@ -97,6 +97,56 @@ impl MaxFeatures {
     }
 }
 
+/// A number of samples, or a fraction of the training samples (rounded up), as scikit-learn
+/// accepts for `min_samples_split` and `min_samples_leaf`. Serialised as a bare number: an
+/// integer is a count, a number with a fraction part is a fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SampleCount {
+    /// Exactly this many samples.
+    Count(usize),
+    /// `ceil(fraction * n_samples)`.
+    Fraction(f64),
+}
+
+impl SampleCount {
+    /// The count for `n_samples` training samples.
+    pub fn resolve(self, n_samples: usize) -> usize {
+        match self {
+            SampleCount::Count(k) => k,
+            SampleCount::Fraction(f) => (f * n_samples as f64).ceil() as usize,
+        }
+    }
+}
+
+impl fmt::Display for SampleCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SampleCount::Count(k) => write!(f, "{k}"),
+            SampleCount::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+impl FromStr for SampleCount {
+    type Err = Error;
+    /// An integer count (`5`) or a fraction (`0.05`).
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            parse_err(
+                "sample count",
+                s,
+                "an integer count or a fraction such as 0.05",
+            )
+        };
+        if s.contains('.') || s.contains('e') {
+            s.parse().map(SampleCount::Fraction).map_err(|_| bad())
+        } else {
+            s.parse().map(SampleCount::Count).map_err(|_| bad())
+        }
+    }
+}
+
 /// Weights per class, multiplied into the sample weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -206,10 +256,12 @@ pub struct TreeSettings {
     pub splitter: SplitterKind,
     /// Maximum depth (root has depth 0), `None` for unlimited. Default `None`.
     pub max_depth: Option<usize>,
-    /// Minimum samples a node needs to be split, at least 2. Default 2.
-    pub min_samples_split: usize,
-    /// Minimum samples in each leaf, at least 1. Default 1.
-    pub min_samples_leaf: usize,
+    /// Minimum samples a node needs to be split: a count of at least 2, or a fraction in
+    /// `(0, 1]` of the training samples (rounded up, at least 2). Default 2.
+    pub min_samples_split: SampleCount,
+    /// Minimum samples in each leaf: a count of at least 1, or a fraction in `(0, 1)` of the
+    /// training samples (rounded up). Default 1.
+    pub min_samples_leaf: SampleCount,
     /// Minimum fraction of the total sample weight in each leaf, in `[0, 0.5]`. Default 0.
     pub min_weight_fraction_leaf: f64,
     /// Features examined per split. Default `all`.
@@ -234,8 +286,8 @@ impl Default for TreeSettings {
         TreeSettings {
             splitter: SplitterKind::Best,
             max_depth: None,
-            min_samples_split: 2,
-            min_samples_leaf: 1,
+            min_samples_split: SampleCount::Count(2),
+            min_samples_leaf: SampleCount::Count(1),
             min_weight_fraction_leaf: 0.0,
             max_features: MaxFeatures::All,
             max_leaf_nodes: None,
@@ -257,19 +309,39 @@ impl TreeSettings {
                 "at least 1, or none for unlimited",
             ));
         }
-        if self.min_samples_split < 2 {
-            return Err(Error::param(
-                "min_samples_split",
-                self.min_samples_split,
-                "at least 2",
-            ));
+        match self.min_samples_split {
+            SampleCount::Count(k) if k < 2 => {
+                return Err(Error::param(
+                    "min_samples_split",
+                    k,
+                    "a count of at least 2 or a fraction in (0, 1]",
+                ))
+            }
+            SampleCount::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+                return Err(Error::param(
+                    "min_samples_split",
+                    f,
+                    "a count of at least 2 or a fraction in (0, 1]",
+                ))
+            }
+            _ => {}
         }
-        if self.min_samples_leaf < 1 {
-            return Err(Error::param(
-                "min_samples_leaf",
-                self.min_samples_leaf,
-                "at least 1",
-            ));
+        match self.min_samples_leaf {
+            SampleCount::Count(0) => {
+                return Err(Error::param(
+                    "min_samples_leaf",
+                    0,
+                    "a count of at least 1 or a fraction in (0, 1)",
+                ))
+            }
+            SampleCount::Fraction(f) if !(f > 0.0 && f < 1.0) => {
+                return Err(Error::param(
+                    "min_samples_leaf",
+                    f,
+                    "a count of at least 1 or a fraction in (0, 1)",
+                ))
+            }
+            _ => {}
         }
         let w = self.min_weight_fraction_leaf;
         if !(0.0..=0.5).contains(&w) {

@@ -148,6 +148,12 @@ def main():
              max_features=4, random_state=4),
         Xtr, ytr, Xte, fn, names,
     )
+    dump(
+        "synth_fractions",
+        "classifier",
+        dict(criterion="entropy", min_samples_split=0.05, min_samples_leaf=0.01, random_state=1),
+        Xtr, ytr, Xte, fn, names,
+    )
     rng = np.random.RandomState(5)
     w = rng.randint(0, 4, size=len(ytr)).astype(float)
     dump(
