@@ -103,7 +103,7 @@ fn main() -> Result<(), String> {
             let mut fit_s = f64::INFINITY;
             let mut fitted = None;
             for _ in 0..repeat {
-                fitted = None; // free the previous model before the next fit
+                drop(fitted.take()); // free the previous model before the next fit
                 let t = Instant::now();
                 fitted = Some(params.fit(&data).map_err(|e| e.to_string())?);
                 fit_s = fit_s.min(t.elapsed().as_secs_f64());
@@ -130,7 +130,7 @@ fn main() -> Result<(), String> {
             let mut fit_s = f64::INFINITY;
             let mut fitted = None;
             for _ in 0..repeat {
-                fitted = None; // free the previous model before the next fit
+                drop(fitted.take()); // free the previous model before the next fit
                 let t = Instant::now();
                 fitted = Some(params.fit(&data).map_err(|e| e.to_string())?);
                 fit_s = fit_s.min(t.elapsed().as_secs_f64());
