@@ -10,7 +10,7 @@
 //!
 //! * [`linear`]: ordinary least squares and ridge regression, through a parallel tall-skinny
 //!   QR and an SVD (minimum-norm answers on collinear data, as scikit-learn).
-//! * `tree`: decision trees (CART) for classification and regression.
+//! * [`tree`]: decision trees (CART) for classification and regression.
 //! * `svm`: support vector machines (SMO) with linear and RBF kernels.
 //!
 //! This crate never depends on candle.
@@ -30,3 +30,4 @@
 #![warn(missing_docs)]
 
 pub mod linear;
+pub mod tree;
