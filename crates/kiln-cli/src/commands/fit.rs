@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
 use kiln_classical::tree::{
-    ClassWeight, DecisionTreeClassifierParams, DecisionTreeRegressorParams, MaxFeatures, SampleCount,
-    SplitterKind, TreeSettings,
+    ClassWeight, DecisionTreeClassifierParams, DecisionTreeRegressorParams, MaxFeatures,
+    SampleCount, SplitterKind, TreeSettings,
 };
 use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaled, ScalerKind};
@@ -49,7 +49,12 @@ pub struct CommonFit {
     #[arg(long, value_name = "FILE")]
     pub test: Option<PathBuf>,
     /// Fraction of the rows held out for testing when --test is not given.
-    #[arg(long, value_name = "F", default_value_t = 0.2, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
     pub test_size: f64,
     /// Seed for the split, the cross-validation folds and any random choice of the model.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -82,7 +87,12 @@ struct LinearArgs {
     #[arg(long)]
     no_intercept: bool,
     /// Singular values at or below tol × the largest count as zero (minimum-norm solution).
-    #[arg(long, value_name = "X", default_value_t = 1e-6, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1e-6,
+        allow_negative_numbers = true
+    )]
     tol: f64,
 }
 
@@ -91,7 +101,12 @@ struct RidgeArgs {
     #[command(flatten)]
     common: CommonFit,
     /// Regularisation strength (>= 0).
-    #[arg(long, value_name = "X", default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     alpha: f64,
     /// Fit without an intercept.
     #[arg(long)]
@@ -119,7 +134,12 @@ struct TreeArgs {
     #[arg(long, value_name = "N|F", default_value = "1")]
     min_samples_leaf: SampleCount,
     /// Minimum fraction of the total sample weight in each leaf, in [0, 0.5].
-    #[arg(long, value_name = "F", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     min_weight_fraction_leaf: f64,
     /// Features examined per split: all, sqrt, log2, a count or a fraction.
     #[arg(long, value_name = "all|sqrt|log2|N|F", default_value = "all")]
@@ -128,13 +148,23 @@ struct TreeArgs {
     #[arg(long, value_name = "N")]
     max_leaf_nodes: Option<usize>,
     /// A split must decrease the weighted impurity by at least this much.
-    #[arg(long, value_name = "X", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     min_impurity_decrease: f64,
     /// Class weights (classifier): "balanced" or NAME=W pairs such as "setosa=2,virginica=0.5".
     #[arg(long, value_name = "balanced|NAME=W,...")]
     class_weight: Option<String>,
     /// Minimal cost-complexity pruning strength (>= 0).
-    #[arg(long, value_name = "X", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     ccp_alpha: f64,
     /// Threads for large nodes (0: all cores); the tree is the same for any value.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -172,10 +202,9 @@ fn parse_class_weight(s: &str) -> Result<ClassWeight> {
         let Some((name, w)) = pair.split_once('=') else {
             bail!("--class-weight {s:?}: expected \"balanced\" or NAME=WEIGHT pairs separated by commas, got {pair:?}");
         };
-        let w: f64 = w
-            .trim()
-            .parse()
-            .with_context(|| format!("--class-weight: weight of {name:?} is {w:?}, expected a number"))?;
+        let w: f64 = w.trim().parse().with_context(|| {
+            format!("--class-weight: weight of {name:?} is {w:?}, expected a number")
+        })?;
         map.insert(name.trim().to_string(), w);
     }
     Ok(ClassWeight::Map(map))
@@ -201,7 +230,11 @@ pub fn run(args: FitArgs) -> Result<()> {
         FitModel::Tree(a) => {
             let params = DecisionTreeClassifierParams {
                 criterion: a.criterion.as_deref().unwrap_or("gini").parse()?,
-                class_weight: a.class_weight.as_deref().map(parse_class_weight).transpose()?,
+                class_weight: a
+                    .class_weight
+                    .as_deref()
+                    .map(parse_class_weight)
+                    .transpose()?,
                 tree: a.settings(),
             };
             let mut job = Job::new("tree", params, Task::Classification);
@@ -282,9 +315,11 @@ where
         }
         None => {
             let labels = data.labels();
-            let stratify = (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
-            let (tr, te) = train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
-                .context("cannot split the data (see --test-size)")?;
+            let stratify =
+                (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
+            let (tr, te) =
+                train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
+                    .context("cannot split the data (see --test-size)")?;
             (data.select(&tr), data.select(&te))
         }
     };
@@ -311,8 +346,18 @@ where
     let classes = train.classes.clone();
     let train_pred = model.predict(train.x.view())?;
     let test_pred = model.predict(test.x.view())?;
-    let train_metrics = Metrics::compute(job.task, &train.y.to_vec(), &train_pred.to_vec(), classes.as_deref());
-    let test_metrics = Metrics::compute(job.task, &test.y.to_vec(), &test_pred.to_vec(), classes.as_deref());
+    let train_metrics = Metrics::compute(
+        job.task,
+        &train.y.to_vec(),
+        &train_pred.to_vec(),
+        classes.as_deref(),
+    );
+    let test_metrics = Metrics::compute(
+        job.task,
+        &test.y.to_vec(),
+        &test_pred.to_vec(),
+        classes.as_deref(),
+    );
 
     let meta = ModelMeta {
         features: train.feature_names.clone(),
@@ -450,8 +495,14 @@ fn plot_fit<M: CliModel>(
         }
         (None, 1) => {
             let x: Vec<f64> = test.x.column(0).to_vec();
-            let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            let grid: Vec<f64> = (0..=100).map(|i| lo + (hi - lo) * i as f64 / 100.0).collect();
+            let (lo, hi) = x
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let grid: Vec<f64> = (0..=100)
+                .map(|i| lo + (hi - lo) * i as f64 / 100.0)
+                .collect();
             let gx = ndarray::Array2::from_shape_vec((grid.len(), 1), grid.clone())?;
             let gy = model.predict(gx.view())?.to_vec();
             kiln_plot::fitted_line(

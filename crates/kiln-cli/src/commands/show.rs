@@ -39,7 +39,9 @@ pub fn run(args: ShowArgs) -> Result<()> {
         };
         match loaded.model.plot(path, &ctx) {
             Some(r) => r.with_context(|| format!("cannot draw {}", path.display()))?,
-            None => bail!("this kind of model has no diagram; `kiln show` without --plot prints it"),
+            None => {
+                bail!("this kind of model has no diagram; `kiln show` without --plot prints it")
+            }
         }
         eprintln!("wrote {}", path.display());
         return Ok(());

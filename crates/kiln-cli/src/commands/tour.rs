@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use kiln_classical::linear::LinearRegressionParams;
+use kiln_classical::tree::{DecisionTreeClassifierParams, TextOptions};
 use kiln_core::metrics;
+use kiln_core::metrics::ClassificationMetrics;
 use kiln_core::split::train_test_split;
 use kiln_core::{Dataset, Fit, Predict};
 use ndarray::{Array1, Array2};
@@ -32,7 +34,10 @@ pub struct TourArgs {
 pub fn run(args: TourArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let chapters = vec![linear_chapter(&args.out, args.seed)?];
+    let chapters = vec![
+        linear_chapter(&args.out, args.seed)?,
+        tree_chapter(&args.out, args.seed)?,
+    ];
     let report = Report {
         title: "A tour of kiln".into(),
         chapters,
@@ -70,7 +75,10 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
     let pred = model.predict(test.x.view())?;
     let (yt, yp) = (test.y.to_vec(), pred.to_vec());
     let rows = vec![
-        ("train / test rows".to_string(), format!("{} / {}", train.n_samples(), test.n_samples())),
+        (
+            "train / test rows".to_string(),
+            format!("{} / {}", train.n_samples(), test.n_samples()),
+        ),
         ("intercept (true 4)".to_string(), num(model.intercept)),
         ("coefficient (true 3)".to_string(), num(model.coef[0])),
         ("test MSE".to_string(), num(metrics::mse(&yt, &yp))),
@@ -81,7 +89,10 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
     let png = "linear.png";
     let (lo, hi) = (0.0, 2.0);
     let line_x = vec![lo, hi];
-    let line_y = vec![model.intercept + model.coef[0] * lo, model.intercept + model.coef[0] * hi];
+    let line_y = vec![
+        model.intercept + model.coef[0] * lo,
+        model.intercept + model.coef[0] * hi,
+    ];
     kiln_plot::fitted_line(
         out.join(png),
         &kiln_plot::FittedLine {
@@ -106,6 +117,83 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
             Block::Image {
                 src: png.into(),
                 caption: "Test points and the fitted line".into(),
+            },
+        ],
+    })
+}
+
+/// Chapter 2: a decision tree on iris with an 80/20 split: accuracy, the text export and the
+/// tree diagram.
+fn tree_chapter(out: &Path, seed: u64) -> Result<Chapter> {
+    let title = "2. A decision tree on iris";
+    heading(title);
+    let data = kiln_data::builtin::load("iris")?;
+    let (tr, te) = train_test_split(data.n_samples(), 0.2, seed, None)?;
+    let (train, test) = (data.select(&tr), data.select(&te));
+    let model = DecisionTreeClassifierParams::default().fit(&train)?;
+    let pred: Vec<usize> = model
+        .predict(test.x.view())?
+        .iter()
+        .map(|&p| p as usize)
+        .collect();
+    let classes = data.classes.clone().unwrap_or_default();
+    let m = ClassificationMetrics::compute(&test.labels(), &pred, &classes);
+    let rows = vec![
+        (
+            "train / test rows".to_string(),
+            format!("{} / {}", train.n_samples(), test.n_samples()),
+        ),
+        (
+            "tree".to_string(),
+            format!(
+                "{} nodes, depth {}, {} leaves",
+                model.node_count(),
+                model.depth(),
+                model.n_leaves()
+            ),
+        ),
+        ("test accuracy".to_string(), format!("{:.4}", m.accuracy)),
+    ];
+    print_pairs(&rows);
+    let text = model.export_text(&TextOptions::default());
+    println!("{text}");
+
+    let png = "tree.png";
+    let nodes = model
+        .diagram(Some(5))
+        .into_iter()
+        .map(|b| kiln_plot::DiagramNode {
+            lines: b.lines,
+            children: b.children,
+            color_class: b.color_class,
+            purity: b.purity,
+        })
+        .collect();
+    kiln_plot::tree_diagram(
+        out.join(png),
+        &kiln_plot::TreeDiagram {
+            nodes,
+            n_colors: classes.len(),
+            title: format!(
+                "Decision tree on iris ({} training rows)",
+                train.n_samples()
+            ),
+        },
+    )
+    .context("cannot draw the tree diagram")?;
+    Ok(Chapter {
+        title: title.into(),
+        blocks: vec![
+            Block::Text(format!(
+                "Fisher's iris (150 flowers, 4 measurements, 3 species), split 80/20 with seed {seed}; \
+                 a CART tree grown with the Gini criterion until its leaves are pure."
+            )),
+            Block::Table(rows),
+            Block::Pre(text),
+            Block::Pre(m.report()),
+            Block::Image {
+                src: png.into(),
+                caption: "The fitted tree: each box shows its split, impurity, samples and class counts".into(),
             },
         ],
     })

@@ -137,7 +137,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == kiln_classical::linear::LinearRegression::KIND => {
             boxed::<kiln_classical::linear::LinearRegression>(dir)
         }
-        k if k == kiln_classical::linear::Ridge::KIND => boxed::<kiln_classical::linear::Ridge>(dir),
+        k if k == kiln_classical::linear::Ridge::KIND => {
+            boxed::<kiln_classical::linear::Ridge>(dir)
+        }
         k if k == DecisionTreeClassifier::KIND => boxed::<DecisionTreeClassifier>(dir),
         k if k == DecisionTreeRegressor::KIND => boxed::<DecisionTreeRegressor>(dir),
         other => bail!(

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use kiln_classical::tree::{DecisionTreeClassifier, DecisionTreeRegressor, DiagramBox, DotOptions, TextOptions};
+use kiln_classical::tree::{
+    DecisionTreeClassifier, DecisionTreeRegressor, DiagramBox, DotOptions, TextOptions,
+};
 use kiln_core::folder::ModelMeta;
 use serde_json::{json, Value};
 
@@ -21,12 +23,22 @@ fn info(n_nodes: usize, depth: usize, n_leaves: usize, importances: Vec<f64>) ->
     })
 }
 
-fn summary(n_nodes: usize, depth: usize, n_leaves: usize, importances: &[f64], meta: &ModelMeta) -> Vec<(String, String)> {
+fn summary(
+    n_nodes: usize,
+    depth: usize,
+    n_leaves: usize,
+    importances: &[f64],
+    meta: &ModelMeta,
+) -> Vec<(String, String)> {
     let mut lines = vec![(
         "tree".to_string(),
         format!("{n_nodes} nodes, depth {depth}, {n_leaves} leaves"),
     )];
-    let mut ranked: Vec<(&String, f64)> = meta.features.iter().zip(importances.iter().copied()).collect();
+    let mut ranked: Vec<(&String, f64)> = meta
+        .features
+        .iter()
+        .zip(importances.iter().copied())
+        .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (name, imp) in ranked.into_iter().take(5).filter(|(_, v)| *v > 0.0) {
         lines.push((format!("importance[{name}]"), num(imp)));
@@ -59,11 +71,22 @@ macro_rules! tree_cli {
     ($ty:ty, $label:literal, $n_colors:expr) => {
         impl CliModel for $ty {
             fn info(&self, _meta: &ModelMeta) -> Value {
-                info(self.node_count(), self.depth(), self.n_leaves(), self.feature_importances())
+                info(
+                    self.node_count(),
+                    self.depth(),
+                    self.n_leaves(),
+                    self.feature_importances(),
+                )
             }
 
             fn summary(&self, meta: &ModelMeta) -> Vec<(String, String)> {
-                summary(self.node_count(), self.depth(), self.n_leaves(), &self.feature_importances(), meta)
+                summary(
+                    self.node_count(),
+                    self.depth(),
+                    self.n_leaves(),
+                    &self.feature_importances(),
+                    meta,
+                )
             }
 
             fn save(&self, dir: &Path, meta: &ModelMeta) -> kiln_core::Result<()> {
@@ -77,7 +100,11 @@ macro_rules! tree_cli {
                     $label,
                     self.node_count(),
                     self.depth(),
-                    if self.depth() > shown { format!(", first {shown} levels shown") } else { String::new() }
+                    if self.depth() > shown {
+                        format!(", first {shown} levels shown")
+                    } else {
+                        String::new()
+                    }
                 );
                 #[allow(clippy::redundant_closure_call)]
                 let n_colors = ($n_colors)(self);
@@ -100,5 +127,13 @@ macro_rules! tree_cli {
     };
 }
 
-tree_cli!(DecisionTreeClassifier, "Decision tree classifier", |t: &DecisionTreeClassifier| t.classes().len());
-tree_cli!(DecisionTreeRegressor, "Decision tree regressor", |_t: &DecisionTreeRegressor| 0);
+tree_cli!(
+    DecisionTreeClassifier,
+    "Decision tree classifier",
+    |t: &DecisionTreeClassifier| t.classes().len()
+);
+tree_cli!(
+    DecisionTreeRegressor,
+    "Decision tree regressor",
+    |_t: &DecisionTreeRegressor| 0
+);
