@@ -78,12 +78,14 @@ impl Report {
                         h += "</table>\n";
                     }
                     Block::Pre(t) => h += &format!("<pre>{}</pre>\n", escape(t)),
-                    Block::Image { src, caption } => h += &format!(
+                    Block::Image { src, caption } => {
+                        h += &format!(
                         "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
                         escape(src),
                         escape(caption),
                         escape(caption)
-                    ),
+                    )
+                    }
                 }
             }
             h += "</section>\n";

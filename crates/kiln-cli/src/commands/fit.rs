@@ -436,7 +436,7 @@ where
         println!("cv {metric_name}: {} ± {}", num(mean), num(std));
     }
     let mut pairs = vec![
-        ("fit time".to_string(), format!("{fit_seconds:.4} s")),
+        ("fit time".to_string(), seconds(fit_seconds)),
         ("train".to_string(), train_metrics.line()),
         ("test".to_string(), test_metrics.line()),
     ];
@@ -453,6 +453,15 @@ where
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A duration for people: milliseconds below a second.
+fn seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{s:.3} s")
+    }
 }
 
 /// `--plot`: the model's own picture if it has one, else the generic one for its task.
