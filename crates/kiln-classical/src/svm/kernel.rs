@@ -90,6 +90,11 @@ impl KernelRows {
         self.sq.len()
     }
 
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.sq.is_empty()
+    }
+
     /// Row `i` of the samples.
     #[inline]
     pub fn row(&self, i: usize) -> &[f64] {

@@ -242,6 +242,8 @@ impl SvcParams {
         }
     }
 
+    // Pair (i, j) and sample positions index several arrays at once, libsvm's layout.
+    #[allow(clippy::needless_range_loop)]
     fn fit_inner(&self, data: &Dataset) -> Result<Svc> {
         let x = data.x.view();
         let k = data.n_classes();
@@ -565,6 +567,7 @@ impl Svc {
         })
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn proba_from_ovo(&self, dec: &Array2<f64>) -> Result<Array2<f64>> {
         if self.prob_a.is_empty() {
             return Err(Error::InvalidData(

@@ -685,9 +685,9 @@ impl<Q: QMatrix> Solver<'_, Q> {
                 self.q.load(0, i, n);
                 let qi = self.q.row(0);
                 let mut gi = self.g[i];
-                for j in 0..n {
-                    if self.status[j] == Bound::Free {
-                        gi += self.alpha[j] * qi[j] as f64;
+                for ((&st, &a), &q) in self.status[..n].iter().zip(&self.alpha[..n]).zip(&qi[..n]) {
+                    if st == Bound::Free {
+                        gi += a * q as f64;
                     }
                 }
                 self.g[i] = gi;
@@ -700,8 +700,8 @@ impl<Q: QMatrix> Solver<'_, Q> {
                 self.q.load(0, i, l);
                 let qi = self.q.row(0);
                 let ai = self.alpha[i];
-                for j in n..l {
-                    self.g[j] += ai * qi[j] as f64;
+                for (g, &q) in self.g[n..l].iter_mut().zip(&qi[n..l]) {
+                    *g += ai * q as f64;
                 }
             }
         }
@@ -738,5 +738,57 @@ impl<Q: QMatrix> Solver<'_, Q> {
         } else {
             (ub + lb) / 2.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(c: &mut Cache, i: usize, len: usize) {
+        let (row, start) = c.get(i, len);
+        for (t, v) in row.iter_mut().enumerate().take(len).skip(start) {
+            *v = (100 * i + t) as f32;
+        }
+    }
+
+    fn cached(c: &Cache) -> usize {
+        c.rows.iter().map(Vec::len).sum()
+    }
+
+    #[test]
+    fn cache_stays_within_budget_and_evicts_least_recently_used() {
+        // Budget of 3 rows of 4 values (16 bytes per f32 row... 4 bytes per value).
+        let mut c = Cache::new(4, 12.0 * 4.0);
+        fill(&mut c, 0, 4);
+        fill(&mut c, 1, 4);
+        fill(&mut c, 2, 4);
+        assert_eq!(cached(&c), 12);
+        fill(&mut c, 0, 4); // touch 0: 1 is now the least recently used
+        fill(&mut c, 3, 4);
+        assert_eq!(cached(&c), 12);
+        assert!(c.row(1).is_empty(), "row 1 should have been evicted");
+        assert_eq!(c.row(0), &[0.0, 1.0, 2.0, 3.0]);
+        // Extending a row only asks for the missing part.
+        let mut c = Cache::new(4, 1e6);
+        fill(&mut c, 2, 2);
+        let (_, start) = c.get(2, 4);
+        assert_eq!(start, 2);
+        let (_, start) = c.get(2, 3);
+        assert!(start >= 3, "nothing to fill");
+    }
+
+    #[test]
+    fn cache_swap_index_permutes_cached_rows() {
+        let mut c = Cache::new(4, 1e6);
+        fill(&mut c, 0, 4);
+        fill(&mut c, 1, 2);
+        c.swap_index(1, 3);
+        // Row 0 is long enough: its entries 1 and 3 swap.
+        assert_eq!(c.row(0), &[0.0, 3.0, 2.0, 1.0]);
+        // Row 1 moved to index 3, and being too short to hold index 3 it was dropped.
+        assert!(c.row(1).is_empty());
+        assert!(c.row(3).is_empty());
+        assert_eq!(cached(&c), 4);
     }
 }
