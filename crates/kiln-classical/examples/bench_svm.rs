@@ -47,6 +47,21 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU seconds used so far by all threads of this process (Linux `/proc/self/stat` utime +
+/// stime, in clock ticks of 1/100 s), 0 if unknown.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are fields 14, 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
@@ -69,14 +84,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(mb) = args.get(4) {
         params.solver.cache_size = mb.parse()?;
     }
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     let model = params.fit(&data)?;
     let fit_s = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - c0;
     let pred = model.predict(xt.view())?;
     let to_usize = |a: &Array1<f64>| a.iter().map(|&v| v as usize).collect::<Vec<_>>();
     let acc = metrics::accuracy(&to_usize(&yt), &to_usize(&pred));
     println!(
-        "{{\"fit_s\": {fit_s:.4}, \"accuracy\": {acc:.6}, \"n_sv\": {}, \"n_iter\": {}, \"peak_rss\": {}}}",
+        "{{\"fit_s\": {fit_s:.4}, \"cpu_s\": {cpu_s:.2}, \"accuracy\": {acc:.6}, \"n_sv\": {}, \"n_iter\": {}, \"peak_rss\": {}}}",
         model.support().len(),
         model.n_iter().iter().sum::<usize>(),
         peak_rss()

@@ -105,6 +105,58 @@ impl Cache {
         &self.rows[i]
     }
 
+    /// [`Cache::swap_index`] for each pair in turn, with the same result, but visiting each
+    /// cached row once for all the pairs (a shrinking pass swaps many pairs; row by row the
+    /// swaps stay in the processor's cache instead of touching every row once per pair).
+    pub fn swap_many(&mut self, pairs: &[(usize, usize)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        // Move whole rows first; a row's entries are then permuted wherever it now lives.
+        for &(i, j) in pairs {
+            if i == j {
+                continue;
+            }
+            let (li, lj) = (self.rows[i].len(), self.rows[j].len());
+            if li > 0 {
+                self.unlink(i);
+            }
+            if lj > 0 {
+                self.unlink(j);
+            }
+            self.rows.swap(i, j);
+            if lj > 0 {
+                self.push_back(i);
+            }
+            if li > 0 {
+                self.push_back(j);
+            }
+        }
+        let sentinel = self.rows.len();
+        let mut h = self.next[sentinel];
+        while h != sentinel {
+            let nx = self.next[h];
+            let len = self.rows[h].len();
+            let mut evict = false;
+            for &(i, j) in pairs {
+                let (lo, hi) = if i < j { (i, j) } else { (j, i) };
+                if lo == hi || len <= lo {
+                    continue;
+                }
+                if len > hi {
+                    self.rows[h].swap(lo, hi);
+                } else {
+                    evict = true;
+                    break;
+                }
+            }
+            if evict {
+                self.evict(h);
+            }
+            h = nx;
+        }
+    }
+
     /// Swap the roles of indices `i` and `j` in every cached row (rows too short to hold both
     /// are dropped, as libsvm does).
     pub fn swap_index(&mut self, i: usize, j: usize) {
@@ -163,6 +215,8 @@ pub struct SvcQ {
     qd: Vec<f64>,
     cache: Cache,
     slots: [usize; 2],
+    /// Swaps not yet applied to the cached rows (applied together before the next load).
+    pending: Vec<(usize, usize)>,
 }
 
 impl SvcQ {
@@ -176,12 +230,17 @@ impl SvcQ {
             y: y.to_vec(),
             qd,
             slots: [0, 0],
+            pending: Vec::new(),
         }
     }
 }
 
 impl QMatrix for SvcQ {
     fn load(&mut self, slot: usize, i: usize, len: usize) {
+        if !self.pending.is_empty() {
+            self.cache.swap_many(&self.pending);
+            self.pending.clear();
+        }
         let (row, start) = self.cache.get(i, len);
         if start < len {
             let y = &self.y;
@@ -201,7 +260,7 @@ impl QMatrix for SvcQ {
     }
 
     fn swap_index(&mut self, i: usize, j: usize) {
-        self.cache.swap_index(i, j);
+        self.pending.push((i, j));
         self.k.swap(i, j);
         self.y.swap(i, j);
         self.qd.swap(i, j);
@@ -776,6 +835,26 @@ mod tests {
         assert_eq!(start, 2);
         let (_, start) = c.get(2, 3);
         assert!(start >= 3, "nothing to fill");
+    }
+
+    #[test]
+    fn swap_many_equals_one_swap_at_a_time() {
+        let build = || {
+            let mut c = Cache::new(9, 1e6);
+            for (i, len) in [(0, 9), (3, 5), (5, 9), (7, 2), (8, 7)] {
+                fill(&mut c, i, len);
+            }
+            c
+        };
+        let pairs = [(1, 8), (2, 6), (0, 4), (3, 3), (6, 1), (4, 7)];
+        let mut one = build();
+        for &(i, j) in &pairs {
+            one.swap_index(i, j);
+        }
+        let mut many = build();
+        many.swap_many(&pairs);
+        assert_eq!(one.rows, many.rows);
+        assert_eq!(one.free, many.free);
     }
 
     #[test]
