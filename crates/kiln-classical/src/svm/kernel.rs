@@ -13,6 +13,8 @@ use super::params::Kernel;
 const PAR_WORK: usize = 1 << 14;
 /// Entries per parallel task.
 const PAR_CHUNK: usize = 256;
+/// Entries of a kernel row accumulated together in registers.
+const BLOCK: usize = 8;
 
 /// A kernel with its coefficients resolved to numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -27,25 +29,16 @@ pub struct KernelFn {
     pub coef0: f64,
 }
 
-/// Dot product with four independent accumulators, so the compiler can vectorise it. The
-/// summation order is fixed, so the result is deterministic.
-#[inline]
+/// Dot product, summed in index order from 0 (libsvm's order). Kernel rows compute the same
+/// sums column by column (see [`KernelRows`]), so every kernel value in kiln has the same bits
+/// whichever path computed it.
+#[inline(always)]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let ca = a.chunks_exact(4);
-    let cb = b.chunks_exact(4);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        acc[0] += x[0] * y[0];
-        acc[1] += x[1] * y[1];
-        acc[2] += x[2] * y[2];
-        acc[3] += x[3] * y[3];
+    let mut s = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        s += x * y;
     }
-    let mut tail = 0.0;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    s
 }
 
 /// `e^x` by range reduction and a degree-13 polynomial, written so that a loop of it
@@ -56,7 +49,7 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[inline(always)]
 pub fn exp(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
     let under = x < -708.0;
@@ -101,11 +94,39 @@ impl KernelFn {
     }
 }
 
-/// Row-major samples with their squared norms: the data a kernel row is computed from.
+/// One chunk of a kernel row as a [`pulp::WithSimd`] operation, so that it is compiled for
+/// the processor's best instruction set (chosen at run time).
+struct RowChunk<'a, F> {
+    rows: &'a KernelRows,
+    xi: &'a [f64],
+    sqi: f64,
+    start: usize,
+    chunk: &'a mut [f32],
+    f: &'a F,
+}
+
+impl<F: Fn(usize, f64) -> f64 + Sync> pulp::WithSimd for RowChunk<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        self.rows
+            .row_chunk(self.xi, self.sqi, self.start, self.chunk, self.f)
+    }
+}
+
+/// Samples with their squared norms: the data a kernel row is computed from.
+///
+/// The samples are kept twice, row-major (one sample's features together) and column-major
+/// (one feature of all samples together, `d × n`): a kernel row is computed as `d` passes of
+/// `acc[j] += x_i[k] * X[k][j]` over contiguous memory, which vectorises with no horizontal
+/// sums, and adds in the same order as [`dot`].
 #[derive(Debug, Clone)]
 pub struct KernelRows {
     /// Samples, row-major, `n × d`.
     pub x: Vec<f64>,
+    /// Samples, column-major, `d × n`.
+    xt: Vec<f64>,
     /// Squared norm of each row.
     pub sq: Vec<f64>,
     /// Features per row.
@@ -117,12 +138,19 @@ pub struct KernelRows {
 impl KernelRows {
     /// Wrap row-major `x` (`n × d`).
     pub fn new(x: Vec<f64>, d: usize, k: KernelFn) -> Self {
-        let sq = if d == 0 {
+        let sq: Vec<f64> = if d == 0 {
             vec![0.0; 0]
         } else {
             x.chunks_exact(d).map(|r| dot(r, r)).collect()
         };
-        KernelRows { x, sq, d, k }
+        let n = sq.len();
+        let mut xt = vec![0.0; n * d];
+        for (i, r) in x.chunks_exact(d.max(1)).enumerate().take(n) {
+            for (c, &v) in r.iter().enumerate() {
+                xt[c * n + i] = v;
+            }
+        }
+        KernelRows { x, xt, sq, d, k }
     }
 
     /// Number of rows.
@@ -159,11 +187,72 @@ impl KernelRows {
         if i == j {
             return;
         }
-        let d = self.d;
+        let (d, n) = (self.d, self.sq.len());
         for t in 0..d {
             self.x.swap(i * d + t, j * d + t);
+            self.xt.swap(t * n + i, t * n + j);
         }
         self.sq.swap(i, j);
+    }
+
+    /// `out[t] = f(first + t, K(xi, first + t))` for one chunk: the dot products, then the
+    /// kernel's transform over the chunk in one loop that vectorises (the exp above has no
+    /// calls).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // fixed-size register block
+    fn row_chunk(
+        &self,
+        xi: &[f64],
+        sqi: f64,
+        start: usize,
+        chunk: &mut [f32],
+        f: &(impl Fn(usize, f64) -> f64 + Sync),
+    ) {
+        let mut buf = [0.0f64; PAR_CHUNK];
+        for (first, part) in (start..)
+            .step_by(PAR_CHUNK)
+            .zip(chunk.chunks_mut(PAR_CHUNK))
+        {
+            let m = part.len();
+            let n = self.sq.len();
+            let buf = &mut buf[..m];
+            // Blocks of BLOCK entries accumulate in registers over all features.
+            let mut t = 0;
+            while t + BLOCK <= m {
+                let mut acc = [0.0f64; BLOCK];
+                for (c, &xc) in xi.iter().enumerate() {
+                    let off = c * n + first + t;
+                    let col = &self.xt[off..off + BLOCK];
+                    for u in 0..BLOCK {
+                        acc[u] += xc * col[u];
+                    }
+                }
+                buf[t..t + BLOCK].copy_from_slice(&acc);
+                t += BLOCK;
+            }
+            for (u, b) in buf.iter_mut().enumerate().skip(t) {
+                *b = dot(xi, self.row(first + u));
+            }
+            let sq = &self.sq[first..first + m];
+            let k = self.k;
+            match k.kernel {
+                Kernel::Linear => {}
+                Kernel::Rbf => {
+                    let g = k.gamma;
+                    for (b, &s) in buf.iter_mut().zip(sq) {
+                        *b = exp(-g * (sqi + s - 2.0 * *b));
+                    }
+                }
+                _ => {
+                    for (b, &s) in buf.iter_mut().zip(sq) {
+                        *b = k.from_dot(*b, sqi, s);
+                    }
+                }
+            }
+            for (t, (o, &b)) in part.iter_mut().zip(buf.iter()).enumerate() {
+                *o = f(first + t, b) as f32;
+            }
+        }
     }
 
     /// `out[t] = f(first + t, K(i, first + t))`, rounded to `f32` (libsvm's `Qfloat`, the
@@ -178,39 +267,18 @@ impl KernelRows {
         let work = out.len() * self.d.max(1);
         let xi = self.row(i);
         let sqi = self.sq[i];
-        // Two passes per chunk: the dot products, then the kernel's transform over the chunk
-        // in one loop that vectorises (the exp above has no calls).
         let body = |start: usize, chunk: &mut [f32]| {
-            let mut buf = [0.0f64; PAR_CHUNK];
-            for (first, part) in (start..)
-                .step_by(PAR_CHUNK)
-                .zip(chunk.chunks_mut(PAR_CHUNK))
-            {
-                let m = part.len();
-                let buf = &mut buf[..m];
-                for (t, b) in buf.iter_mut().enumerate() {
-                    *b = dot(xi, self.row(first + t));
-                }
-                let sq = &self.sq[first..first + m];
-                let k = self.k;
-                match k.kernel {
-                    Kernel::Linear => {}
-                    Kernel::Rbf => {
-                        let g = k.gamma;
-                        for (b, &s) in buf.iter_mut().zip(sq) {
-                            *b = exp(-g * (sqi + s - 2.0 * *b));
-                        }
-                    }
-                    _ => {
-                        for (b, &s) in buf.iter_mut().zip(sq) {
-                            *b = k.from_dot(*b, sqi, s);
-                        }
-                    }
-                }
-                for (t, (o, &b)) in part.iter_mut().zip(buf.iter()).enumerate() {
-                    *o = f(first + t, b) as f32;
-                }
-            }
+            // Compiled for the best instruction set of this processor (AVX2/FMA...), chosen
+            // at run time. Rust never reassociates or fuses floating-point operations, so the
+            // values are the same bits on every instruction set.
+            pulp::Arch::new().dispatch(RowChunk {
+                rows: self,
+                xi,
+                sqi,
+                start,
+                chunk,
+                f: &f,
+            })
         };
         if work < PAR_WORK || rayon::current_num_threads() == 1 {
             body(first, out);

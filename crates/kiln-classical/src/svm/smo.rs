@@ -90,6 +90,8 @@ impl Cache {
                 debug_assert!(old != sentinel, "cache budget below one row");
                 self.evict(old);
             }
+            // Exact: a doubling growth would hold up to twice the budget.
+            self.rows[i].reserve_exact(more);
             self.rows[i].resize(len, 0.0);
             self.free -= more;
             start = have;
