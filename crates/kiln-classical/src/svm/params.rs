@@ -92,8 +92,8 @@ impl fmt::Display for Gamma {
 }
 
 impl Gamma {
-    /// The number this gamma stands for on training matrix values `x` (row-major, any
-    /// order) with `n_features` columns, as scikit-learn resolves it.
+    /// The number this gamma stands for on the training matrix `x`, as scikit-learn resolves
+    /// it (`scale` uses the population variance of all values of `x`).
     pub fn resolve(&self, x: ndarray::ArrayView2<'_, f64>) -> f64 {
         let n_features = x.ncols().max(1) as f64;
         match *self {

@@ -16,6 +16,8 @@
 //! kernel data, the cached rows and every per-variable array are permuted together, and the
 //! solution is put back in the original order at the end.
 
+use rayon::prelude::*;
+
 use super::kernel::KernelRows;
 
 /// Floor of a non-positive curvature (libsvm's `TAU`).
@@ -369,6 +371,62 @@ pub struct Problem {
     pub max_iter: Option<usize>,
 }
 
+/// Active sets at least this long are scanned and updated in parallel chunks of this size.
+const PAR_SCAN: usize = 8192;
+
+/// The best candidate of a scan: its value and index, a later index winning ties (libsvm's
+/// `>=` in a forward loop).
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    val: f64,
+    idx: Option<usize>,
+}
+
+impl Best {
+    fn none() -> Self {
+        Best {
+            val: f64::NEG_INFINITY,
+            idx: None,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, v: f64, t: usize) {
+        if v >= self.val {
+            self.val = v;
+            self.idx = Some(t);
+        }
+    }
+
+    /// The result of scanning `self`'s range and then `later`'s: exactly the sequential one.
+    fn merge(self, later: Best) -> Best {
+        if later.idx.is_some() && later.val >= self.val {
+            later
+        } else {
+            self
+        }
+    }
+}
+
+/// `scan` over `0..n`, in parallel chunks of [`PAR_SCAN`] when `n` is long and the pool has
+/// more than one thread, the chunk results merged left to right (so the result does not
+/// depend on the thread count).
+fn chunked<T: Send>(
+    n: usize,
+    scan: impl Fn(std::ops::Range<usize>) -> T + Sync,
+    init: T,
+    merge: impl Fn(T, T) -> T,
+) -> T {
+    if n < 2 * PAR_SCAN || rayon::current_num_threads() == 1 {
+        return merge(init, scan(0..n));
+    }
+    let parts: Vec<T> = (0..n.div_ceil(PAR_SCAN))
+        .into_par_iter()
+        .map(|c| scan(c * PAR_SCAN..n.min((c + 1) * PAR_SCAN)))
+        .collect();
+    parts.into_iter().fold(init, merge)
+}
+
 struct Solver<'a, Q: QMatrix> {
     q: &'a mut Q,
     l: usize,
@@ -589,8 +647,19 @@ impl<Q: QMatrix> Solver<'_, Q> {
         {
             let qi = &self.q.row(0)[..n];
             let qj = &self.q.row(1)[..n];
-            for ((g, &a), &b) in self.g[..n].iter_mut().zip(qi).zip(qj) {
-                *g += a as f64 * dai + b as f64 * daj;
+            let update = |g: &mut [f64], qi: &[f32], qj: &[f32]| {
+                for ((g, &a), &b) in g.iter_mut().zip(qi).zip(qj) {
+                    *g += a as f64 * dai + b as f64 * daj;
+                }
+            };
+            if n < 2 * PAR_SCAN || rayon::current_num_threads() == 1 {
+                update(&mut self.g[..n], qi, qj);
+            } else {
+                self.g[..n]
+                    .par_chunks_mut(PAR_SCAN)
+                    .zip(qi.par_chunks(PAR_SCAN))
+                    .zip(qj.par_chunks(PAR_SCAN))
+                    .for_each(|((g, a), b)| update(g, a, b));
             }
         }
         let ui = self.is_upper(i);
@@ -611,62 +680,78 @@ impl<Q: QMatrix> Solver<'_, Q> {
     }
 
     /// The pair of maximal second-order gain, or `None` when the maximal violation is below
-    /// `eps` (optimal).
+    /// `eps` (optimal). Long active sets are scanned in parallel chunks whose results are
+    /// merged in order, which picks the same pair as libsvm's sequential scan.
     fn select_working_set(&mut self) -> Option<(usize, usize)> {
         let n = self.active_size;
-        let mut gmax = f64::NEG_INFINITY;
-        let mut gmax2 = f64::NEG_INFINITY;
-        let mut gmax_idx = None;
-        for t in 0..n {
-            if self.y[t] > 0.0 {
-                if !self.is_upper(t) && -self.g[t] >= gmax {
-                    gmax = -self.g[t];
-                    gmax_idx = Some(t);
-                }
-            } else if !self.is_lower(t) && self.g[t] >= gmax {
-                gmax = self.g[t];
-                gmax_idx = Some(t);
+        let (y, g, status) = (&self.y[..n], &self.g[..n], &self.status[..n]);
+        // i: the maximal violation -y_t G_t over I_up (the last one among equals).
+        let scan_i = |r: std::ops::Range<usize>| {
+            let mut best = Best::none();
+            for t in r {
+                let v = if y[t] > 0.0 {
+                    if status[t] == Bound::Upper {
+                        continue;
+                    }
+                    -g[t]
+                } else {
+                    if status[t] == Bound::Lower {
+                        continue;
+                    }
+                    g[t]
+                };
+                best.offer(v, t);
             }
-        }
-        let i = gmax_idx?;
+            best
+        };
+        let first = chunked(n, scan_i, Best::none(), Best::merge);
+        let gmax = first.val;
+        let i = first.idx?;
         self.q.load(0, i, n);
-        let qi = self.q.row(0);
+        let qi = &self.q.row(0)[..n];
         let qd = self.q.qd();
-        let yi = self.y[i];
-        let mut gmin_idx = None;
-        let mut obj_diff_min = f64::INFINITY;
-        for j in 0..n {
-            let gj = self.g[j];
-            let (grad_diff, quad) = if self.y[j] > 0.0 {
-                if self.status[j] == Bound::Lower {
-                    continue;
+        let (y, g, status) = (&self.y[..n], &self.g[..n], &self.status[..n]);
+        let yi = y[i];
+        // j: the largest gain (grad_diff² / quad) over I_low, and the maximal y_j G_j there.
+        let scan_j = |r: std::ops::Range<usize>| {
+            let mut gmax2 = f64::NEG_INFINITY;
+            let mut best = Best::none();
+            for j in r {
+                let gj = g[j];
+                let (v, quad) = if y[j] > 0.0 {
+                    if status[j] == Bound::Lower {
+                        continue;
+                    }
+                    (gj, qd[i] + qd[j] - 2.0 * yi * qi[j] as f64)
+                } else {
+                    if status[j] == Bound::Upper {
+                        continue;
+                    }
+                    (-gj, qd[i] + qd[j] + 2.0 * yi * qi[j] as f64)
+                };
+                if v >= gmax2 {
+                    gmax2 = v;
                 }
-                if gj >= gmax2 {
-                    gmax2 = gj;
-                }
-                (gmax + gj, qd[i] + qd[j] - 2.0 * yi * qi[j] as f64)
-            } else {
-                if self.status[j] == Bound::Upper {
-                    continue;
-                }
-                if -gj >= gmax2 {
-                    gmax2 = -gj;
-                }
-                (gmax - gj, qd[i] + qd[j] + 2.0 * yi * qi[j] as f64)
-            };
-            if grad_diff > 0.0 {
-                let quad = if quad > 0.0 { quad } else { TAU };
-                let obj_diff = -(grad_diff * grad_diff) / quad;
-                if obj_diff <= obj_diff_min {
-                    gmin_idx = Some(j);
-                    obj_diff_min = obj_diff;
+                let grad_diff = gmax + v;
+                if grad_diff > 0.0 {
+                    let quad = if quad > 0.0 { quad } else { TAU };
+                    // libsvm minimises -(grad_diff²)/quad with `<=`; maximising its exact
+                    // negation with `>=` picks the same index.
+                    best.offer((grad_diff * grad_diff) / quad, j);
                 }
             }
-        }
+            (gmax2, best)
+        };
+        let (gmax2, second) = chunked(
+            n,
+            scan_j,
+            (f64::NEG_INFINITY, Best::none()),
+            |(a, x), (b, z)| (a.max(b), x.merge(z)),
+        );
         if gmax + gmax2 < self.eps {
             return None;
         }
-        gmin_idx.map(|j| (i, j))
+        second.idx.map(|j| (i, j))
     }
 
     fn be_shrunk(&self, i: usize, gmax1: f64, gmax2: f64) -> bool {
@@ -837,6 +922,34 @@ mod tests {
         assert_eq!(start, 2);
         let (_, start) = c.get(2, 3);
         assert!(start >= 3, "nothing to fill");
+    }
+
+    #[test]
+    fn parallel_scan_picks_the_sequential_winner() {
+        // Many ties (values from a small set), so the tie rule decides.
+        let n = 5 * PAR_SCAN + 123;
+        let vals: Vec<f64> = (0..n).map(|t| ((t * 7919) % 13) as f64).collect();
+        let mut seq = Best::none();
+        for (t, &v) in vals.iter().enumerate() {
+            seq.offer(v, t);
+        }
+        let scan = |r: std::ops::Range<usize>| {
+            let mut b = Best::none();
+            for t in r {
+                b.offer(vals[t], t);
+            }
+            b
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let par = pool.install(|| chunked(n, scan, Best::none(), Best::merge));
+        assert_eq!((par.val, par.idx), (seq.val, seq.idx));
+        assert_eq!(
+            seq.idx,
+            Some((0..n).rev().find(|&t| vals[t] == 12.0).unwrap())
+        );
     }
 
     #[test]
