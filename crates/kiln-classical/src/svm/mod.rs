@@ -7,7 +7,7 @@
 //!   `n × n` is ever allocated, so memory stays O(cache + n·d).
 //! * [`kernel`]: linear, rbf, poly and sigmoid kernels; rows computed with a vectorisable dot
 //!   product, in parallel for long rows, identical for any thread count.
-//! * [`model`]: one-vs-one training and voting, `dual_coef` / `intercept` in scikit-learn's
+//! * [`model`] and [`svr`]: one-vs-one training and voting, `dual_coef` / `intercept` in scikit-learn's
 //!   sign conventions, `decision_function` in `ovr` or `ovo` shape, Platt probabilities by
 //!   internal 5-fold cross-validation, model folders (kinds `svc` and `svr`).
 //! * [`scaling_warning`]: the classic SVM mistake (unscaled features) detected, as text for
@@ -30,14 +30,16 @@ pub mod model;
 pub mod params;
 pub mod probability;
 pub mod smo;
+pub mod svr;
 
 use ndarray::ArrayView2;
 
 pub use kernel::KernelFn;
-pub use model::{Svc, Svr};
+pub use model::Svc;
 pub use params::{
     ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams, SvcParams, SvrParams,
 };
+pub use svr::Svr;
 
 /// Features whose standard deviations differ by more than this factor are "badly scaled".
 pub const SCALE_RATIO_LIMIT: f64 = 10.0;
