@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::{check_features, Error, Result};
+use crate::{check_features, Dataset, Error, Fit, Predict, Result};
 
 /// Which scaler to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +91,80 @@ impl Scaler {
     }
 }
 
+/// Hyperparameters of an estimator preceded by an optional scaler, fitted on the training rows
+/// only (scikit-learn's `make_pipeline(StandardScaler(), est)`). Cross-validating a `Scaled`
+/// refits the scaler inside each fold, so no information leaks from held-out rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaled<F> {
+    /// The scaler to fit first, if any.
+    pub scaler: Option<ScalerKind>,
+    /// The estimator.
+    pub inner: F,
+}
+
+/// A fitted [`Scaled`]: the scaler (if any) and the model it feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledModel<M> {
+    /// Fitted scaler.
+    pub scaler: Option<Scaler>,
+    /// Fitted model, trained on scaled features.
+    pub model: M,
+}
+
+impl<F: Fit> Fit for Scaled<F> {
+    type Model = ScaledModel<F::Model>;
+
+    fn validate(&self) -> Result<()> {
+        self.inner.validate()
+    }
+
+    fn fit(&self, data: &Dataset) -> Result<Self::Model> {
+        self.inner.validate()?;
+        let Some(kind) = self.scaler else {
+            return Ok(ScaledModel {
+                scaler: None,
+                model: self.inner.fit(data)?,
+            });
+        };
+        if !self.inner.allows_nan() {
+            crate::check_finite(data.x.view())?;
+        }
+        let scaler = Scaler::fit(kind, data.x.view())?;
+        let mut scaled = data.clone();
+        scaled.x = scaler.transform(data.x.view())?;
+        Ok(ScaledModel {
+            model: self.inner.fit(&scaled)?,
+            scaler: Some(scaler),
+        })
+    }
+
+    fn allows_nan(&self) -> bool {
+        self.inner.allows_nan()
+    }
+}
+
+impl<M: Predict> Predict for ScaledModel<M> {
+    fn n_features(&self) -> usize {
+        self.model.n_features()
+    }
+
+    fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+        check_features(self.n_features(), x)?;
+        match &self.scaler {
+            None => self.model.predict(x),
+            Some(s) => self.model.predict(s.transform(x)?.view()),
+        }
+    }
+
+    fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Result<Option<Array2<f64>>> {
+        check_features(self.n_features(), x)?;
+        match &self.scaler {
+            None => self.model.predict_proba(x),
+            Some(s) => self.model.predict_proba(s.transform(x)?.view()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +183,61 @@ mod tests {
         assert_eq!(t.column(2).to_vec(), vec![0.0, 0.5, 1.0]);
         assert!(m.transform(array![[1.0]].view()).is_err());
         assert!("zscore".parse::<ScalerKind>().is_err());
+    }
+
+    /// Predicts each row's first feature: shows what the inner model sees.
+    struct FirstFeature;
+    struct FirstFeatureModel(usize);
+
+    impl Fit for FirstFeature {
+        type Model = FirstFeatureModel;
+        fn validate(&self) -> Result<()> {
+            Ok(())
+        }
+        fn fit(&self, data: &Dataset) -> Result<FirstFeatureModel> {
+            crate::check_finite(data.x.view())?;
+            Ok(FirstFeatureModel(data.n_features()))
+        }
+    }
+
+    impl Predict for FirstFeatureModel {
+        fn n_features(&self) -> usize {
+            self.0
+        }
+        fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+            Ok(x.column(0).to_owned())
+        }
+    }
+
+    #[test]
+    fn scaled_fits_the_scaler_on_training_rows_only() {
+        let train = Dataset::regression(
+            array![[0.0], [10.0]],
+            array![0.0, 1.0],
+            vec!["a".into()],
+            "y",
+        )
+        .unwrap();
+        let p = Scaled {
+            scaler: Some(ScalerKind::MinMax),
+            inner: FirstFeature,
+        };
+        let m = p.fit(&train).unwrap();
+        // New rows are scaled with the training minimum and range.
+        assert_eq!(
+            m.predict(array![[5.0], [20.0]].view()).unwrap().to_vec(),
+            vec![0.5, 2.0]
+        );
+        assert!(m.predict(array![[5.0, 1.0]].view()).is_err());
+        let plain = Scaled {
+            scaler: None,
+            inner: FirstFeature,
+        }
+        .fit(&train)
+        .unwrap();
+        assert_eq!(
+            plain.predict(array![[5.0]].view()).unwrap().to_vec(),
+            vec![5.0]
+        );
     }
 }

@@ -1,0 +1,7 @@
+//! One file per command.
+
+pub mod datasets;
+pub mod eval;
+pub mod fit;
+pub mod predict;
+pub mod tour;
