@@ -7,6 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
+use kiln_classical::svm::{
+    scaling_warning, ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams,
+    SvcParams, SvrParams,
+};
 use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaled, ScalerKind};
 use kiln_core::split::{cross_validate, mean_std, train_test_split};
@@ -30,6 +34,107 @@ enum FitModel {
     Linear(LinearArgs),
     /// Ridge regression: least squares with an L2 penalty (scikit-learn's Ridge).
     Ridge(RidgeArgs),
+    /// Support vector classification, C-SVC (scikit-learn's SVC, libsvm's solver).
+    Svc(SvcArgs),
+    /// Epsilon support vector regression (scikit-learn's SVR, libsvm's solver).
+    Svr(SvrArgs),
+}
+
+/// Kernel and solver flags of `kiln fit svc` and `kiln fit svr`.
+#[derive(Args)]
+struct SvmCommon {
+    /// Regularisation C (> 0).
+    #[arg(
+        long = "c",
+        alias = "C",
+        value_name = "X",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    c: f64,
+    /// Kernel: linear, rbf, poly or sigmoid.
+    #[arg(long, value_name = "NAME", default_value = "rbf")]
+    kernel: Kernel,
+    /// Kernel coefficient: scale (1 / (n_features * X.var())), auto (1 / n_features) or a number.
+    #[arg(long, value_name = "scale|auto|X", default_value = "scale")]
+    gamma: Gamma,
+    /// Degree of the poly kernel.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    degree: i32,
+    /// Constant term of the poly and sigmoid kernels.
+    #[arg(long, value_name = "X", default_value_t = 0.0)]
+    coef0: f64,
+    /// Stopping tolerance of the solver (> 0).
+    #[arg(long, value_name = "X", default_value_t = 1e-3)]
+    tol: f64,
+    /// Turn off the shrinking heuristic.
+    #[arg(long)]
+    no_shrinking: bool,
+    /// Kernel cache size in MB.
+    #[arg(long, value_name = "MB", default_value_t = 200.0)]
+    cache_size: f64,
+    /// Iteration limit of the solver, -1 for none (a hit limit is a warning).
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    max_iter: i64,
+    /// Worker threads for kernel rows (0: all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+}
+
+impl SvmCommon {
+    fn kernel_params(&self) -> KernelParams {
+        KernelParams {
+            kernel: self.kernel,
+            gamma: self.gamma,
+            degree: self.degree,
+            coef0: self.coef0,
+        }
+    }
+
+    fn solver_params(&self) -> SolverParams {
+        SolverParams {
+            tol: self.tol,
+            shrinking: !self.no_shrinking,
+            cache_size: self.cache_size,
+            max_iter: self.max_iter,
+            threads: self.threads,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SvcArgs {
+    #[command(flatten)]
+    common: CommonFit,
+    #[command(flatten)]
+    svm: SvmCommon,
+    /// Per-class multipliers of C: balanced, or CLASS:W,CLASS:W.
+    #[arg(long, value_name = "balanced|CLASS:W,...")]
+    class_weight: Option<ClassWeight>,
+    /// Fit Platt-scaled probabilities by internal 5-fold cross-validation.
+    #[arg(long)]
+    probability: bool,
+    /// Predict the class of highest probability (needs --probability), so predictions and
+    /// probabilities never disagree.
+    #[arg(long, requires = "probability")]
+    predict_from_proba: bool,
+    /// Shape of the decision function for more than two classes: ovr or ovo.
+    #[arg(long, value_name = "ovr|ovo", default_value = "ovr")]
+    decision_function_shape: DecisionShape,
+    /// Break vote ties by the ovr decision function.
+    #[arg(long)]
+    break_ties: bool,
+}
+
+#[derive(Args)]
+struct SvrArgs {
+    #[command(flatten)]
+    common: CommonFit,
+    #[command(flatten)]
+    svm: SvmCommon,
+    /// Width of the insensitive tube (>= 0).
+    #[arg(long, value_name = "X", default_value_t = 0.1)]
+    epsilon: f64,
 }
 
 /// Flags every `kiln fit MODEL` takes.
@@ -41,7 +146,12 @@ pub struct CommonFit {
     #[arg(long, value_name = "FILE")]
     pub test: Option<PathBuf>,
     /// Fraction of the rows held out for testing when --test is not given.
-    #[arg(long, value_name = "F", default_value_t = 0.2, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
     pub test_size: f64,
     /// Seed for the split, the cross-validation folds and any random choice of the model.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -74,7 +184,12 @@ struct LinearArgs {
     #[arg(long)]
     no_intercept: bool,
     /// Singular values at or below tol × the largest count as zero (minimum-norm solution).
-    #[arg(long, value_name = "X", default_value_t = 1e-6, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1e-6,
+        allow_negative_numbers = true
+    )]
     tol: f64,
 }
 
@@ -83,7 +198,12 @@ struct RidgeArgs {
     #[command(flatten)]
     common: CommonFit,
     /// Regularisation strength (>= 0).
-    #[arg(long, value_name = "X", default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     alpha: f64,
     /// Fit without an intercept.
     #[arg(long)]
@@ -107,8 +227,38 @@ pub fn run(args: FitArgs) -> Result<()> {
             };
             fit_and_report(&a.common, Job::new("ridge", params, Task::Regression))
         }
+        FitModel::Svc(a) => {
+            let params = SvcParams {
+                c: a.svm.c,
+                kernel: a.svm.kernel_params(),
+                solver: a.svm.solver_params(),
+                class_weight: a.class_weight,
+                probability: a.probability,
+                predict_from_proba: a.predict_from_proba,
+                decision_function_shape: a.decision_function_shape,
+                break_ties: a.break_ties,
+                seed: a.common.seed,
+            };
+            let mut job = Job::new("svc", params, Task::Classification);
+            job.scale_check = Some(scaling_warning);
+            fit_and_report(&a.common, job)
+        }
+        FitModel::Svr(a) => {
+            let params = SvrParams {
+                c: a.svm.c,
+                epsilon: a.epsilon,
+                kernel: a.svm.kernel_params(),
+                solver: a.svm.solver_params(),
+            };
+            let mut job = Job::new("svr", params, Task::Regression);
+            job.scale_check = Some(scaling_warning);
+            fit_and_report(&a.common, job)
+        }
     }
 }
+
+/// A check of the training features run when `--scale` is not given; returns a warning.
+pub type ScaleCheck = fn(ndarray::ArrayView2<'_, f64>, &[String]) -> Option<String>;
 
 /// One fit to run: a model name, its hyperparameters and its task.
 pub struct Job<F> {
@@ -120,6 +270,8 @@ pub struct Job<F> {
     pub task: Task,
     /// Warnings to print before fitting (e.g. unscaled features for an SVM).
     pub warnings: Vec<String>,
+    /// Run on the training features when `--scale` is not given (SVMs: badly scaled features).
+    pub scale_check: Option<ScaleCheck>,
 }
 
 impl<F: Fit + serde::Serialize> Job<F> {
@@ -130,6 +282,7 @@ impl<F: Fit + serde::Serialize> Job<F> {
             params,
             task,
             warnings: Vec::new(),
+            scale_check: None,
         }
     }
 }
@@ -166,13 +319,18 @@ where
         }
         None => {
             let labels = data.labels();
-            let stratify = (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
-            let (tr, te) = train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
-                .context("cannot split the data (see --test-size)")?;
+            let stratify =
+                (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
+            let (tr, te) =
+                train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
+                    .context("cannot split the data (see --test-size)")?;
             (data.select(&tr), data.select(&te))
         }
     };
     let mut warnings = job.warnings.clone();
+    if let (Some(check), None) = (job.scale_check, common.scale) {
+        warnings.extend(check(train.x.view(), &train.feature_names));
+    }
     let scaled = Scaled {
         scaler: common.scale,
         inner: job.params,
@@ -195,8 +353,18 @@ where
     let classes = train.classes.clone();
     let train_pred = model.predict(train.x.view())?;
     let test_pred = model.predict(test.x.view())?;
-    let train_metrics = Metrics::compute(job.task, &train.y.to_vec(), &train_pred.to_vec(), classes.as_deref());
-    let test_metrics = Metrics::compute(job.task, &test.y.to_vec(), &test_pred.to_vec(), classes.as_deref());
+    let train_metrics = Metrics::compute(
+        job.task,
+        &train.y.to_vec(),
+        &train_pred.to_vec(),
+        classes.as_deref(),
+    );
+    let test_metrics = Metrics::compute(
+        job.task,
+        &test.y.to_vec(),
+        &test_pred.to_vec(),
+        classes.as_deref(),
+    );
 
     let meta = ModelMeta {
         features: train.feature_names.clone(),
@@ -332,8 +500,14 @@ fn plot_fit<M: CliModel>(
         }
         (None, 1) => {
             let x: Vec<f64> = test.x.column(0).to_vec();
-            let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            let grid: Vec<f64> = (0..=100).map(|i| lo + (hi - lo) * i as f64 / 100.0).collect();
+            let (lo, hi) = x
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let grid: Vec<f64> = (0..=100)
+                .map(|i| lo + (hi - lo) * i as f64 / 100.0)
+                .collect();
             let gx = ndarray::Array2::from_shape_vec((grid.len(), 1), grid.clone())?;
             let gy = model.predict(gx.view())?.to_vec();
             kiln_plot::fitted_line(

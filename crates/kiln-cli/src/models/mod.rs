@@ -4,6 +4,7 @@
 //! types), one `kind => load::<T>` line in [`load`], and one subcommand in `commands/fit.rs`.
 
 pub mod linear;
+pub mod svm;
 
 use std::path::Path;
 
@@ -119,7 +120,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == kiln_classical::linear::LinearRegression::KIND => {
             boxed::<kiln_classical::linear::LinearRegression>(dir)
         }
-        k if k == kiln_classical::linear::Ridge::KIND => boxed::<kiln_classical::linear::Ridge>(dir),
+        k if k == kiln_classical::linear::Ridge::KIND => {
+            boxed::<kiln_classical::linear::Ridge>(dir)
+        }
+        k if k == kiln_classical::svm::Svc::KIND => boxed::<kiln_classical::svm::Svc>(dir),
+        k if k == kiln_classical::svm::Svr::KIND => boxed::<kiln_classical::svm::Svr>(dir),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -134,6 +139,8 @@ pub fn known_kinds() -> Vec<&'static str> {
     vec![
         kiln_classical::linear::LinearRegression::KIND,
         kiln_classical::linear::Ridge::KIND,
+        kiln_classical::svm::Svc::KIND,
+        kiln_classical::svm::Svr::KIND,
     ]
 }
 
