@@ -13,12 +13,7 @@ use ndarray::{Array1, Array2};
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// CSV file with a header row.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "dataset",
-        required_unless_present = "dataset"
-    )]
+    #[arg(long, value_name = "FILE", conflicts_with = "dataset", required_unless_present = "dataset")]
     pub data: Option<PathBuf>,
     /// Built-in dataset (see `kiln datasets list`).
     #[arg(long, value_name = "NAME")]

@@ -86,11 +86,7 @@ pub fn confusion_text(classes: &[String], m: &[Vec<usize>]) -> String {
 
 /// Print `(label, value)` pairs aligned, to stdout.
 pub fn print_pairs(pairs: &[(String, String)]) {
-    let w = pairs
-        .iter()
-        .map(|(k, _)| k.chars().count())
-        .max()
-        .unwrap_or(0);
+    let w = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     for (k, v) in pairs {
         println!("{k:<w$}  {v}");
     }

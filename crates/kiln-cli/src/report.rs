@@ -72,18 +72,19 @@ impl Report {
                     Block::Table(rows) => {
                         h += "<table>\n";
                         for (k, v) in rows {
-                            h +=
-                                &format!("<tr><td>{}</td><td>{}</td></tr>\n", escape(k), escape(v));
+                            h += &format!("<tr><td>{}</td><td>{}</td></tr>\n", escape(k), escape(v));
                         }
                         h += "</table>\n";
                     }
                     Block::Pre(t) => h += &format!("<pre>{}</pre>\n", escape(t)),
-                    Block::Image { src, caption } => h += &format!(
-                        "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
-                        escape(src),
-                        escape(caption),
-                        escape(caption)
-                    ),
+                    Block::Image { src, caption } => {
+                        h += &format!(
+                            "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
+                            escape(src),
+                            escape(caption),
+                            escape(caption)
+                        )
+                    }
                 }
             }
             h += "</section>\n";

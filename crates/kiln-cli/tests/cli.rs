@@ -45,10 +45,7 @@ fn datasets_list_and_export() {
     for name in ["iris", "wine", "breast_cancer", "diabetes", "digits"] {
         assert!(out.contains(name), "{out}");
     }
-    ok(
-        t.path(),
-        &["datasets", "export", "iris", "--out", "iris.csv"],
-    );
+    ok(t.path(), &["datasets", "export", "iris", "--out", "iris.csv"]);
     let text = std::fs::read_to_string(t.path().join("iris.csv")).unwrap();
     assert_eq!(text.lines().count(), 151);
     assert!(text.starts_with("sepal length (cm),"), "{}", &text[..60]);
@@ -57,29 +54,15 @@ fn datasets_list_and_export() {
 #[test]
 fn fit_json_has_the_documented_keys() {
     let t = tempfile::tempdir().unwrap();
-    let v = json(
-        t.path(),
-        &["fit", "linear", "--dataset", "diabetes", "--json"],
-    );
+    let v = json(t.path(), &["fit", "linear", "--dataset", "diabetes", "--json"]);
     for key in [
-        "model",
-        "params",
-        "features",
-        "target",
-        "n_train",
-        "n_test",
-        "fit_seconds",
-        "train_metrics",
-        "test_metrics",
-        "model_info",
+        "model", "params", "features", "target", "n_train", "n_test", "fit_seconds", "train_metrics",
+        "test_metrics", "model_info",
     ] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     assert_eq!(v["model"], "linear");
-    assert_eq!(
-        v["n_train"].as_u64().unwrap() + v["n_test"].as_u64().unwrap(),
-        442
-    );
+    assert_eq!(v["n_train"].as_u64().unwrap() + v["n_test"].as_u64().unwrap(), 442);
     assert_eq!(v["n_test"], 89); // ceil(0.2 * 442)
     for key in ["mse", "rmse", "mae", "r2"] {
         assert!(v["test_metrics"][key].is_number(), "{key}");
@@ -99,78 +82,37 @@ fn save_predict_eval_round_trip() {
     let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(d.join("train.csv"), lines[..401].join("\n")).unwrap();
-    let test: Vec<&str> = std::iter::once(lines[0])
-        .chain(lines[401..].iter().copied())
-        .collect();
+    let test: Vec<&str> = std::iter::once(lines[0]).chain(lines[401..].iter().copied()).collect();
     std::fs::write(d.join("test.csv"), test.join("\n")).unwrap();
 
     let fit = json(
         d,
-        &[
-            "fit",
-            "ridge",
-            "--alpha",
-            "0.5",
-            "--data",
-            "train.csv",
-            "--test",
-            "test.csv",
-            "--scale",
-            "standard",
-            "--save",
-            "m",
-            "--json",
-        ],
+        &["fit", "ridge", "--alpha", "0.5", "--data", "train.csv", "--test", "test.csv", "--scale", "standard", "--save", "m", "--json"],
     );
     assert_eq!(fit["n_test"], 42);
     assert!(d.join("m/config.json").is_file() && d.join("m/model.safetensors").is_file());
     let eval = json(d, &["eval", "--model", "m", "--data", "test.csv", "--json"]);
     for key in ["mse", "rmse", "mae", "r2"] {
-        let (a, b) = (
-            fit["test_metrics"][key].as_f64().unwrap(),
-            eval[key].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() <= 1e-12 * a.abs().max(1.0),
-            "{key}: fit {a} vs eval {b}"
-        );
+        let (a, b) = (fit["test_metrics"][key].as_f64().unwrap(), eval[key].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{key}: fit {a} vs eval {b}");
     }
     let pred = ok(d, &["predict", "--model", "m", "--data", "test.csv"]);
     let rows: Vec<&str> = pred.lines().collect();
     assert_eq!(rows[0], "prediction");
     assert_eq!(rows.len(), 43);
-    ok(
-        d,
-        &[
-            "predict", "--model", "m", "--data", "test.csv", "--out", "p.csv",
-        ],
-    );
+    ok(d, &["predict", "--model", "m", "--data", "test.csv", "--out", "p.csv"]);
     assert_eq!(std::fs::read_to_string(d.join("p.csv")).unwrap(), pred);
 }
 
 #[test]
 fn cross_validation_prints_each_fold() {
     let t = tempfile::tempdir().unwrap();
-    let out = ok(
-        t.path(),
-        &["fit", "linear", "--dataset", "diabetes", "--cv", "5"],
-    );
+    let out = ok(t.path(), &["fit", "linear", "--dataset", "diabetes", "--cv", "5"]);
     for i in 1..=5 {
         assert!(out.contains(&format!("cv fold {i}:")), "{out}");
     }
     assert!(out.contains("cv r2:") && out.contains('±'), "{out}");
-    let v = json(
-        t.path(),
-        &[
-            "fit",
-            "linear",
-            "--dataset",
-            "diabetes",
-            "--cv",
-            "3",
-            "--json",
-        ],
-    );
+    let v = json(t.path(), &["fit", "linear", "--dataset", "diabetes", "--cv", "3", "--json"]);
     assert_eq!(v["cv"]["folds"].as_array().unwrap().len(), 3);
 }
 
@@ -178,30 +120,8 @@ fn cross_validation_prints_each_fold() {
 fn plots_are_written() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    ok(
-        d,
-        &[
-            "fit",
-            "linear",
-            "--dataset",
-            "diabetes",
-            "--features",
-            "bmi",
-            "--plot",
-            "one.png",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "fit",
-            "linear",
-            "--dataset",
-            "diabetes",
-            "--plot",
-            "many.png",
-        ],
-    );
+    ok(d, &["fit", "linear", "--dataset", "diabetes", "--features", "bmi", "--plot", "one.png"]);
+    ok(d, &["fit", "linear", "--dataset", "diabetes", "--plot", "many.png"]);
     for f in ["one.png", "many.png"] {
         let bytes = std::fs::read(d.join(f)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{f}");
@@ -212,15 +132,9 @@ fn plots_are_written() {
 fn tour_writes_report_and_plot() {
     let t = tempfile::tempdir().unwrap();
     let out = ok(t.path(), &["tour", "--out", "tour"]);
-    assert!(
-        out.contains("intercept") && out.contains("coefficient"),
-        "{out}"
-    );
+    assert!(out.contains("intercept") && out.contains("coefficient"), "{out}");
     let html = std::fs::read_to_string(t.path().join("tour/index.html")).unwrap();
-    assert!(
-        html.contains("linear.png") && html.contains("test MSE"),
-        "{html}"
-    );
+    assert!(html.contains("linear.png") && html.contains("test MSE"), "{html}");
     assert!(t.path().join("tour/linear.png").is_file());
 }
 
@@ -230,10 +144,7 @@ fn bad_tables_are_clear_errors() {
     let d = t.path();
     std::fs::write(d.join("bad.csv"), "a,b,y\n1,2,3\n4,oops,6\n").unwrap();
     let e = fails(d, &["fit", "linear", "--data", "bad.csv"]);
-    assert!(
-        e.contains("row 3") && e.contains("oops") && e.contains('b'),
-        "{e}"
-    );
+    assert!(e.contains("row 3") && e.contains("oops") && e.contains('b'), "{e}");
     std::fs::write(d.join("ragged.csv"), "a,b,y\n1,2,3\n4,5\n").unwrap();
     let e = fails(d, &["fit", "linear", "--data", "ragged.csv"]);
     assert!(e.contains("row 3"), "{e}");
@@ -241,10 +152,7 @@ fn bad_tables_are_clear_errors() {
     fails(d, &["fit", "linear", "--data", "empty.csv"]);
     std::fs::write(d.join("header.csv"), "a,b,y\n").unwrap();
     fails(d, &["fit", "linear", "--data", "header.csv"]);
-    let e = fails(
-        d,
-        &["fit", "linear", "--dataset", "iris", "--target", "nope"],
-    );
+    let e = fails(d, &["fit", "linear", "--dataset", "iris", "--target", "nope"]);
     assert!(e.contains("nope"), "{e}");
     let e = fails(d, &["fit", "linear", "--data", "missing.csv"]);
     assert!(e.contains("missing.csv"), "{e}");
@@ -256,30 +164,14 @@ fn bad_tables_are_clear_errors() {
 fn bad_parameters_and_models_are_clear_errors() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let e = fails(
-        d,
-        &["fit", "ridge", "--dataset", "diabetes", "--alpha", "-1"],
-    );
+    let e = fails(d, &["fit", "ridge", "--dataset", "diabetes", "--alpha", "-1"]);
     assert!(e.contains("alpha") && e.contains("-1"), "{e}");
-    let e = fails(
-        d,
-        &[
-            "fit",
-            "linear",
-            "--dataset",
-            "diabetes",
-            "--test-size",
-            "1.5",
-        ],
-    );
+    let e = fails(d, &["fit", "linear", "--dataset", "diabetes", "--test-size", "1.5"]);
     assert!(e.contains("test_size"), "{e}");
     let e = fails(d, &["predict", "--model", "nowhere", "--dataset", "iris"]);
     assert!(e.contains("nowhere"), "{e}");
 
-    ok(
-        d,
-        &["fit", "linear", "--dataset", "diabetes", "--save", "m"],
-    );
+    ok(d, &["fit", "linear", "--dataset", "diabetes", "--save", "m"]);
     // The model's features are missing from the table.
     let e = fails(d, &["predict", "--model", "m", "--dataset", "iris"]);
     assert!(e.contains("age") && e.contains("sepal length"), "{e}");
@@ -292,10 +184,7 @@ fn bad_parameters_and_models_are_clear_errors() {
     let e = fails(d, &["predict", "--model", "m", "--dataset", "diabetes"]);
     assert!(e.contains("truncated"), "{e}");
     // An unknown kind.
-    ok(
-        d,
-        &["fit", "linear", "--dataset", "diabetes", "--save", "m2"],
-    );
+    ok(d, &["fit", "linear", "--dataset", "diabetes", "--save", "m2"]);
     let cfg = d.join("m2/config.json");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("linear_regression", "quantum_forest")).unwrap();

@@ -4,10 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use kiln_data::synthetic::{
-    self as synth, BlobsParams, Centers, ClassificationParams, OneOrEach, RegressionParams,
-    SampleCount,
-};
+use kiln_data::synthetic::{self as synth, BlobsParams, Centers, ClassificationParams, OneOrEach, RegressionParams, SampleCount};
 use kiln_data::{builtin, TaskHint};
 
 /// Arguments of `kiln datasets`.
@@ -79,31 +76,20 @@ enum MakeKind {
 pub fn run(args: DatasetsArgs) -> Result<()> {
     match args.command {
         DatasetsCommand::List => {
-            println!(
-                "{:<14} {:>5} {:>9}  {:<15} description",
-                "name", "rows", "features", "task"
-            );
+            println!("{:<14} {:>5} {:>9}  {:<15} description", "name", "rows", "features", "task");
             for d in builtin::list() {
                 let task = match d.task {
                     TaskHint::Regression => "regression",
                     TaskHint::Classification => "classification",
                 };
-                println!(
-                    "{:<14} {:>5} {:>9}  {:<15} {}",
-                    d.name, d.rows, d.features, task, d.description
-                );
+                println!("{:<14} {:>5} {:>9}  {:<15} {}", d.name, d.rows, d.features, task, d.description);
             }
             Ok(())
         }
         DatasetsCommand::Export { name, out } => {
             let ds = builtin::load(&name)?;
-            kiln_data::write_csv(&out, &ds)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            eprintln!(
-                "wrote {} rows of {name} to {}",
-                ds.n_samples(),
-                out.display()
-            );
+            kiln_data::write_csv(&out, &ds).with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("wrote {} rows of {name} to {}", ds.n_samples(), out.display());
             Ok(())
         }
         DatasetsCommand::Make(m) => make(m),
@@ -144,8 +130,7 @@ fn make(m: MakeArgs) -> Result<()> {
             synth::make_blobs(&p, m.seed)?.data
         }
     };
-    kiln_data::write_csv(&m.out, &ds)
-        .with_context(|| format!("cannot write {}", m.out.display()))?;
+    kiln_data::write_csv(&m.out, &ds).with_context(|| format!("cannot write {}", m.out.display()))?;
     eprintln!(
         "wrote {} rows × {} features to {}",
         ds.n_samples(),

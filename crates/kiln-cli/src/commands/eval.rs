@@ -32,11 +32,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     data_args.features = Some(loaded.meta.features.clone());
     let mut ds = data::load(&data_args, loaded.task(), true)?;
     if let Some(classes) = &loaded.meta.classes {
-        data::align_classes(
-            &mut ds,
-            classes,
-            std::path::Path::new(&args.data.describe()),
-        )?;
+        data::align_classes(&mut ds, classes, std::path::Path::new(&args.data.describe()))?;
     }
     let pred = loaded.predict(ds.x.view())?;
     let metrics = Metrics::compute(

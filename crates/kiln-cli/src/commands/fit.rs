@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
 use kiln_classical::svm::{
-    scaling_warning, ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams,
-    SvcParams, SvrParams,
+    scaling_warning, ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams, SvcParams,
+    SvrParams,
 };
 use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaled, ScalerKind};
@@ -146,12 +146,7 @@ pub struct CommonFit {
     #[arg(long, value_name = "FILE")]
     pub test: Option<PathBuf>,
     /// Fraction of the rows held out for testing when --test is not given.
-    #[arg(
-        long,
-        value_name = "F",
-        default_value_t = 0.2,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "F", default_value_t = 0.2, allow_negative_numbers = true)]
     pub test_size: f64,
     /// Seed for the split, the cross-validation folds and any random choice of the model.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -184,12 +179,7 @@ struct LinearArgs {
     #[arg(long)]
     no_intercept: bool,
     /// Singular values at or below tol × the largest count as zero (minimum-norm solution).
-    #[arg(
-        long,
-        value_name = "X",
-        default_value_t = 1e-6,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "X", default_value_t = 1e-6, allow_negative_numbers = true)]
     tol: f64,
 }
 
@@ -198,12 +188,7 @@ struct RidgeArgs {
     #[command(flatten)]
     common: CommonFit,
     /// Regularisation strength (>= 0).
-    #[arg(
-        long,
-        value_name = "X",
-        default_value_t = 1.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "X", default_value_t = 1.0, allow_negative_numbers = true)]
     alpha: f64,
     /// Fit without an intercept.
     #[arg(long)]
@@ -259,6 +244,7 @@ pub fn run(args: FitArgs) -> Result<()> {
 
 /// A check of the training features run when `--scale` is not given; returns a warning.
 pub type ScaleCheck = fn(ndarray::ArrayView2<'_, f64>, &[String]) -> Option<String>;
+
 
 /// One fit to run: a model name, its hyperparameters and its task.
 pub struct Job<F> {
@@ -319,11 +305,9 @@ where
         }
         None => {
             let labels = data.labels();
-            let stratify =
-                (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
-            let (tr, te) =
-                train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
-                    .context("cannot split the data (see --test-size)")?;
+            let stratify = (common.stratify && job.task == Task::Classification).then_some(labels.as_slice());
+            let (tr, te) = train_test_split(data.n_samples(), common.test_size, common.seed, stratify)
+                .context("cannot split the data (see --test-size)")?;
             (data.select(&tr), data.select(&te))
         }
     };
@@ -353,18 +337,8 @@ where
     let classes = train.classes.clone();
     let train_pred = model.predict(train.x.view())?;
     let test_pred = model.predict(test.x.view())?;
-    let train_metrics = Metrics::compute(
-        job.task,
-        &train.y.to_vec(),
-        &train_pred.to_vec(),
-        classes.as_deref(),
-    );
-    let test_metrics = Metrics::compute(
-        job.task,
-        &test.y.to_vec(),
-        &test_pred.to_vec(),
-        classes.as_deref(),
-    );
+    let train_metrics = Metrics::compute(job.task, &train.y.to_vec(), &train_pred.to_vec(), classes.as_deref());
+    let test_metrics = Metrics::compute(job.task, &test.y.to_vec(), &test_pred.to_vec(), classes.as_deref());
 
     let meta = ModelMeta {
         features: train.feature_names.clone(),
@@ -500,14 +474,8 @@ fn plot_fit<M: CliModel>(
         }
         (None, 1) => {
             let x: Vec<f64> = test.x.column(0).to_vec();
-            let (lo, hi) = x
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
-            let grid: Vec<f64> = (0..=100)
-                .map(|i| lo + (hi - lo) * i as f64 / 100.0)
-                .collect();
+            let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let grid: Vec<f64> = (0..=100).map(|i| lo + (hi - lo) * i as f64 / 100.0).collect();
             let gx = ndarray::Array2::from_shape_vec((grid.len(), 1), grid.clone())?;
             let gy = model.predict(gx.view())?.to_vec();
             kiln_plot::fitted_line(

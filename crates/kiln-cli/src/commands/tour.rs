@@ -70,10 +70,7 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
     let pred = model.predict(test.x.view())?;
     let (yt, yp) = (test.y.to_vec(), pred.to_vec());
     let rows = vec![
-        (
-            "train / test rows".to_string(),
-            format!("{} / {}", train.n_samples(), test.n_samples()),
-        ),
+        ("train / test rows".to_string(), format!("{} / {}", train.n_samples(), test.n_samples())),
         ("intercept (true 4)".to_string(), num(model.intercept)),
         ("coefficient (true 3)".to_string(), num(model.coef[0])),
         ("test MSE".to_string(), num(metrics::mse(&yt, &yp))),
@@ -84,10 +81,7 @@ fn linear_chapter(out: &Path, seed: u64) -> Result<Chapter> {
     let png = "linear.png";
     let (lo, hi) = (0.0, 2.0);
     let line_x = vec![lo, hi];
-    let line_y = vec![
-        model.intercept + model.coef[0] * lo,
-        model.intercept + model.coef[0] * hi,
-    ];
+    let line_y = vec![model.intercept + model.coef[0] * lo, model.intercept + model.coef[0] * hi];
     kiln_plot::fitted_line(
         &out.join(png),
         &kiln_plot::FittedLine {

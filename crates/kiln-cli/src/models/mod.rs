@@ -120,9 +120,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == kiln_classical::linear::LinearRegression::KIND => {
             boxed::<kiln_classical::linear::LinearRegression>(dir)
         }
-        k if k == kiln_classical::linear::Ridge::KIND => {
-            boxed::<kiln_classical::linear::Ridge>(dir)
-        }
+        k if k == kiln_classical::linear::Ridge::KIND => boxed::<kiln_classical::linear::Ridge>(dir),
         k if k == kiln_classical::svm::Svc::KIND => boxed::<kiln_classical::svm::Svc>(dir),
         k if k == kiln_classical::svm::Svr::KIND => boxed::<kiln_classical::svm::Svr>(dir),
         other => bail!(
