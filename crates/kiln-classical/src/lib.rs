@@ -30,4 +30,5 @@
 #![warn(missing_docs)]
 
 pub mod linear;
+pub mod svm;
 pub mod tree;

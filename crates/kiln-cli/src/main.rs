@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Fit a model on a table, report train and test metrics, optionally save it.
-    Fit(commands::fit::FitArgs),
+    Fit(Box<commands::fit::FitArgs>),
     /// Predict with a saved model.
     Predict(commands::predict::PredictArgs),
     /// Evaluate a saved model on labelled data.
@@ -39,9 +39,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Fit(args) => commands::fit::run(args),
+        Command::Fit(args) => commands::fit::run(*args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Show(args) => commands::show::run(args),
@@ -56,6 +57,21 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Let a closed pipe end the program quietly (`kiln predict ... | head`), as command-line tools
+/// do, instead of panicking on the failed write: Rust ignores SIGPIPE by default.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread starts; restoring the default
+    // disposition of SIGPIPE has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}
 
 /// The error and its causes in one paragraph, skipping a cause whose text the message already
 /// carries (many library errors quote their source).

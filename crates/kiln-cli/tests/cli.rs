@@ -227,6 +227,7 @@ fn tour_writes_report_and_plot() {
     );
     assert!(t.path().join("tour/linear.png").is_file());
     assert!(t.path().join("tour/tree.png").is_file() && html.contains("tree.png"));
+    assert!(t.path().join("tour/svm.png").is_file() && html.contains("svm.png"));
 }
 
 #[test]
@@ -464,4 +465,113 @@ fn tree_parameter_errors() {
     );
     let e = fails(d, &["show", "--model", "lin", "--plot", "x.png"]);
     assert!(e.contains("no diagram"), "{e}");
+}
+
+#[test]
+fn svm_fit_save_eval_plot_and_scaling_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // Unscaled breast_cancer: the classic SVM mistake is called out on stderr.
+    let out = kiln(d, &["fit", "svc", "--dataset", "breast_cancer"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("very different scales"), "{err}");
+    // Scaled: no warning, a good model, saved and reloaded with probabilities.
+    let out = kiln(
+        d,
+        &[
+            "fit",
+            "svc",
+            "--dataset",
+            "breast_cancer",
+            "--scale",
+            "standard",
+            "--probability",
+            "--save",
+            "m",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("very different scales"));
+    let fit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fit["model"], "svc");
+    assert!(
+        fit["test_metrics"]["accuracy"].as_f64().unwrap() > 0.93,
+        "{fit}"
+    );
+    assert_eq!(fit["model_info"]["n_support"].as_array().unwrap().len(), 2);
+    for key in ["intercept", "n_iter"] {
+        assert!(fit["model_info"].get(key).is_some(), "{key}");
+    }
+    let eval = json(
+        d,
+        &[
+            "eval",
+            "--model",
+            "m",
+            "--dataset",
+            "breast_cancer",
+            "--json",
+        ],
+    );
+    assert!(eval["accuracy"].as_f64().unwrap() > 0.93, "{eval}");
+    let pred = ok(
+        d,
+        &["predict", "--model", "m", "--dataset", "breast_cancer"],
+    );
+    assert!(
+        pred.starts_with("prediction,proba_malignant,proba_benign\n"),
+        "{}",
+        &pred[..80]
+    );
+    // Two features: decision regions.
+    ok(
+        d,
+        &[
+            "fit",
+            "svc",
+            "--dataset",
+            "iris",
+            "--features",
+            "petal length (cm),petal width (cm)",
+            "--scale",
+            "standard",
+            "--plot",
+            "r.png",
+        ],
+    );
+    assert_eq!(&std::fs::read(d.join("r.png")).unwrap()[1..4], b"PNG");
+    // Regression and bad parameters.
+    let v = json(
+        d,
+        &[
+            "fit",
+            "svr",
+            "--dataset",
+            "diabetes",
+            "--scale",
+            "standard",
+            "--c",
+            "10",
+            "--json",
+        ],
+    );
+    assert_eq!(v["model"], "svr");
+    assert!(v["test_metrics"]["r2"].as_f64().unwrap() > 0.0, "{v}");
+    let e = fails(d, &["fit", "svc", "--dataset", "iris", "--c", "-1"]);
+    assert!(e.contains('C') && e.contains("-1"), "{e}");
+    let e = fails(
+        d,
+        &["fit", "svc", "--dataset", "iris", "--kernel", "gaussian"],
+    );
+    assert!(e.contains("gaussian"), "{e}");
 }

@@ -7,6 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
+use kiln_classical::svm::{
+    scaling_warning, ClassWeight as SvmClassWeight, DecisionShape, Gamma, Kernel, KernelParams,
+    SolverParams, SvcParams, SvrParams,
+};
 use kiln_classical::tree::{
     ClassWeight, DecisionTreeClassifierParams, DecisionTreeRegressorParams, MaxFeatures,
     SampleCount, SplitterKind, TreeSettings,
@@ -38,6 +42,10 @@ enum FitModel {
     Tree(TreeArgs),
     /// CART decision tree regressor (scikit-learn's DecisionTreeRegressor).
     TreeRegressor(TreeArgs),
+    /// C-support vector classifier with an SMO solver (scikit-learn's SVC).
+    Svc(SvcArgs),
+    /// Epsilon-support vector regression with an SMO solver (scikit-learn's SVR).
+    Svr(SvrArgs),
 }
 
 /// Flags every `kiln fit MODEL` takes.
@@ -192,14 +200,137 @@ impl TreeArgs {
     }
 }
 
-/// `balanced` or `name=weight,...`.
-fn parse_class_weight(s: &str) -> Result<ClassWeight> {
+/// Kernel flags shared by `svc` and `svr`.
+#[derive(Args)]
+struct KernelArgs {
+    /// Kernel: linear, rbf, poly or sigmoid.
+    #[arg(long, value_name = "NAME", default_value = "rbf")]
+    kernel: Kernel,
+    /// Regularisation C (> 0).
+    #[arg(
+        long = "c",
+        value_name = "X",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    c: f64,
+    /// Kernel coefficient: scale (1 / (n_features · Var(X))), auto (1 / n_features) or a number.
+    #[arg(
+        long,
+        value_name = "scale|auto|X",
+        default_value = "scale",
+        allow_negative_numbers = true
+    )]
+    gamma: Gamma,
+    /// Degree of the poly kernel.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    degree: i32,
+    /// Constant term of the poly and sigmoid kernels.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    coef0: f64,
+    /// Stopping tolerance on the largest KKT violation.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1e-3,
+        allow_negative_numbers = true
+    )]
+    tol: f64,
+    /// Kernel cache size in MB.
+    #[arg(
+        long,
+        value_name = "MB",
+        default_value_t = 200.0,
+        allow_negative_numbers = true
+    )]
+    cache_size: f64,
+    /// Iteration limit of each binary problem (-1: none); reaching it prints a warning.
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    max_iter: i64,
+    /// Turn off the shrinking heuristic.
+    #[arg(long)]
+    no_shrinking: bool,
+    /// Threads computing kernel rows (0: all cores); the model is the same for any value.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+}
+
+impl KernelArgs {
+    fn kernel(&self) -> KernelParams {
+        KernelParams {
+            kernel: self.kernel,
+            gamma: self.gamma,
+            degree: self.degree,
+            coef0: self.coef0,
+        }
+    }
+
+    fn solver(&self) -> SolverParams {
+        SolverParams {
+            tol: self.tol,
+            shrinking: !self.no_shrinking,
+            cache_size: self.cache_size,
+            max_iter: self.max_iter,
+            threads: self.threads,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SvcArgs {
+    #[command(flatten)]
+    common: CommonFit,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// Class weights multiplying C: "balanced" or NAME=W pairs such as "benign=1,malignant=2".
+    #[arg(long, value_name = "balanced|NAME=W,...")]
+    class_weight: Option<String>,
+    /// Fit Platt-scaled class probabilities by internal 5-fold cross-validation.
+    #[arg(long)]
+    probability: bool,
+    /// With --probability: predict the class of highest probability, so predictions and
+    /// probabilities never disagree.
+    #[arg(long, requires = "probability")]
+    predict_from_proba: bool,
+    /// Decision function shape for more than two classes: ovr (one column per class) or ovo.
+    #[arg(long, value_name = "ovr|ovo", default_value = "ovr")]
+    decision_function_shape: DecisionShape,
+}
+
+#[derive(Args)]
+struct SvrArgs {
+    #[command(flatten)]
+    common: CommonFit,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// Half-width of the epsilon-insensitive tube (>= 0).
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.1,
+        allow_negative_numbers = true
+    )]
+    epsilon: f64,
+}
+
+/// `balanced` or `name=weight,...` (`name:weight` also accepted): `None` for balanced.
+fn parse_class_weight(s: &str) -> Result<Option<std::collections::BTreeMap<String, f64>>> {
     if s == "balanced" {
-        return Ok(ClassWeight::Balanced);
+        return Ok(None);
     }
     let mut map = std::collections::BTreeMap::new();
     for pair in s.split(',') {
-        let Some((name, w)) = pair.split_once('=') else {
+        let Some((name, w)) = pair.rsplit_once(['=', ':']) else {
             bail!("--class-weight {s:?}: expected \"balanced\" or NAME=WEIGHT pairs separated by commas, got {pair:?}");
         };
         let w: f64 = w.trim().parse().with_context(|| {
@@ -207,7 +338,7 @@ fn parse_class_weight(s: &str) -> Result<ClassWeight> {
         })?;
         map.insert(name.trim().to_string(), w);
     }
-    Ok(ClassWeight::Map(map))
+    Ok(Some(map))
 }
 
 /// Run `kiln fit`.
@@ -230,11 +361,16 @@ pub fn run(args: FitArgs) -> Result<()> {
         FitModel::Tree(a) => {
             let params = DecisionTreeClassifierParams {
                 criterion: a.criterion.as_deref().unwrap_or("gini").parse()?,
-                class_weight: a
+                class_weight: match a
                     .class_weight
                     .as_deref()
                     .map(parse_class_weight)
-                    .transpose()?,
+                    .transpose()?
+                {
+                    None => None,
+                    Some(None) => Some(ClassWeight::Balanced),
+                    Some(Some(map)) => Some(ClassWeight::Map(map)),
+                },
                 tree: a.settings(),
             };
             let mut job = Job::new("tree", params, Task::Classification);
@@ -253,6 +389,42 @@ pub fn run(args: FitArgs) -> Result<()> {
             job.max_depth_shown = a.max_depth_shown;
             fit_and_report(&a.common, job)
         }
+        FitModel::Svc(a) => {
+            let params = SvcParams {
+                c: a.kernel.c,
+                kernel: a.kernel.kernel(),
+                solver: a.kernel.solver(),
+                class_weight: match a
+                    .class_weight
+                    .as_deref()
+                    .map(parse_class_weight)
+                    .transpose()?
+                {
+                    None => None,
+                    Some(None) => Some(SvmClassWeight::Balanced),
+                    Some(Some(map)) => Some(SvmClassWeight::Map(map)),
+                },
+                probability: a.probability,
+                predict_from_proba: a.predict_from_proba,
+                decision_function_shape: a.decision_function_shape,
+                seed: a.common.seed,
+                ..SvcParams::default()
+            };
+            let mut job = Job::new("svc", params, Task::Classification);
+            job.warn_unscaled = true;
+            fit_and_report(&a.common, job)
+        }
+        FitModel::Svr(a) => {
+            let params = SvrParams {
+                c: a.kernel.c,
+                epsilon: a.epsilon,
+                kernel: a.kernel.kernel(),
+                solver: a.kernel.solver(),
+            };
+            let mut job = Job::new("svr", params, Task::Regression);
+            job.warn_unscaled = true;
+            fit_and_report(&a.common, job)
+        }
     }
 }
 
@@ -264,21 +436,21 @@ pub struct Job<F> {
     pub params: F,
     /// Regression or classification.
     pub task: Task,
-    /// Warnings to print before fitting (e.g. unscaled features for an SVM).
-    pub warnings: Vec<String>,
     /// Deepest tree level drawn by `--plot`.
     pub max_depth_shown: Option<usize>,
+    /// Warn when the features are on very different scales and `--scale` is not given (SVMs).
+    pub warn_unscaled: bool,
 }
 
 impl<F: Fit + serde::Serialize> Job<F> {
-    /// A job without warnings.
+    /// A job with the default plotting and warning settings.
     pub fn new(name: &'static str, params: F, task: Task) -> Self {
         Job {
             name,
             params,
             task,
-            warnings: Vec::new(),
             max_depth_shown: None,
+            warn_unscaled: false,
         }
     }
 }
@@ -323,7 +495,10 @@ where
             (data.select(&tr), data.select(&te))
         }
     };
-    let mut warnings = job.warnings.clone();
+    let mut warnings = Vec::new();
+    if job.warn_unscaled && common.scale.is_none() {
+        warnings.extend(scaling_warning(train.x.view(), &train.feature_names));
+    }
     let scaled = Scaled {
         scaler: common.scale,
         inner: job.params,

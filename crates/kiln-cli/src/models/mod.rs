@@ -4,11 +4,13 @@
 //! types), one `kind => load::<T>` line in [`load`], and one subcommand in `commands/fit.rs`.
 
 pub mod linear;
+pub mod svm;
 pub mod tree;
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use kiln_classical::svm::{Svc, Svr};
 use kiln_classical::tree::{DecisionTreeClassifier, DecisionTreeRegressor};
 use kiln_core::folder::{ModelFolder, ModelMeta};
 use kiln_core::{Persist, Predict, Task};
@@ -142,6 +144,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         }
         k if k == DecisionTreeClassifier::KIND => boxed::<DecisionTreeClassifier>(dir),
         k if k == DecisionTreeRegressor::KIND => boxed::<DecisionTreeRegressor>(dir),
+        k if k == Svc::KIND => boxed::<Svc>(dir),
+        k if k == Svr::KIND => boxed::<Svr>(dir),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -158,6 +162,8 @@ pub fn known_kinds() -> Vec<&'static str> {
         kiln_classical::linear::Ridge::KIND,
         DecisionTreeClassifier::KIND,
         DecisionTreeRegressor::KIND,
+        Svc::KIND,
+        Svr::KIND,
     ]
 }
 
