@@ -1048,8 +1048,8 @@ impl Builder<'_> {
                         acc.0[0] * acc.0[0] / wl + sum_r * sum_r / wr
                     }
                     crit => {
-                        for c in 0..k {
-                            right[c] = stats.sums[c] - acc.0[c];
+                        for ((r, t), l) in right.iter_mut().zip(&stats.sums).zip(&acc.0) {
+                            *r = t - l;
                         }
                         let il = class_impurity(crit, &acc.0, wl);
                         let ir = class_impurity(crit, &right, wr);
