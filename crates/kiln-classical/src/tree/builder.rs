@@ -193,6 +193,21 @@ pub(crate) fn build(
     b.tree
 }
 
+/// scikit-learn's in-place partition: left items stay in front, right ones are swapped to the
+/// back. Returns the number of left items.
+fn swap_partition(items: &mut [Entry], left: impl Fn(u32) -> bool) -> usize {
+    let (mut ps, mut pe) = (0, items.len());
+    while ps < pe {
+        if left(items[ps].i) {
+            ps += 1;
+        } else {
+            pe -= 1;
+            items.swap(ps, pe);
+        }
+    }
+    ps
+}
+
 /// `entries[..nnm]` are the non-missing values.
 fn non_missing(entries: &[Entry]) -> usize {
     entries.partition_point(|e| !e.v.is_nan())
@@ -710,8 +725,12 @@ impl Builder<'_> {
         }
         // ... then partitioned in place by the chosen split, unless the random splitter's last
         // draw already did it.
+        for e in &self.cols[best.feature][start..end] {
+            self.side[e.i as usize] = Self::goes_left(e, best.threshold, best.missing_left);
+        }
         if !(self.cfg.random_splitter && last.map(|l| l.0) == Some(best.feature)) {
-            self.partition_order(best.feature, best.threshold, best.missing_left, start, end);
+            let side = &self.side;
+            swap_partition(&mut self.order[start..end], |i| side[i as usize]);
         }
         Some(self.finish_split(best, start, end, impurity, stats))
     }
@@ -727,22 +746,14 @@ impl Builder<'_> {
         end: usize,
     ) -> usize {
         let col = &self.x[f];
-        let (mut ps, mut pe) = (start, end);
-        while ps < pe {
-            let v = col[self.order[ps].i as usize];
-            let left = if v.is_nan() {
+        swap_partition(&mut self.order[start..end], |i| {
+            let v = col[i as usize];
+            if v.is_nan() {
                 missing_left
             } else {
                 f64::from(v) <= threshold
-            };
-            if left {
-                ps += 1;
-            } else {
-                pe -= 1;
-                self.order.swap(ps, pe);
             }
-        }
-        ps
+        }) + start
     }
 
     /// Sums of the first `q` of `ids` the way scikit-learn's `criterion.update(q)` reaches them
@@ -757,24 +768,45 @@ impl Builder<'_> {
         q: usize,
     ) {
         let n = ids.len();
-        let add = |acc: &mut (Vec<f64>, f64), e: &Entry, sign: f64| {
-            let w = self.weight(e.i);
-            match self.target {
-                Target::Class { y, .. } => acc.0[y[e.i as usize] as usize] += sign * w,
-                Target::Reg { y } => acc.0[0] += sign * w * y[e.i as usize],
-            }
-            acc.1 += sign * w;
-        };
-        if q - *pos <= n - q {
-            for e in &ids[*pos..q] {
-                add(acc, e, 1.0);
-            }
+        let forward = q - *pos <= n - q;
+        let range = if forward {
+            &ids[*pos..q]
         } else {
             let k = acc.0.len();
             acc.0.copy_from_slice(&total.sums[..k]);
             acc.1 = total.w;
-            for e in ids[q..].iter().rev() {
-                add(acc, e, -1.0);
+            &ids[q..]
+        };
+        let (sums, wsum) = (&mut acc.0, &mut acc.1);
+        let w_of = |i: u32| self.weights.map_or(1.0, |w| w[i as usize]);
+        match (self.target, forward) {
+            (Target::Class { y, .. }, true) => {
+                for e in range {
+                    let w = w_of(e.i);
+                    sums[y[e.i as usize] as usize] += w;
+                    *wsum += w;
+                }
+            }
+            (Target::Class { y, .. }, false) => {
+                for e in range.iter().rev() {
+                    let w = w_of(e.i);
+                    sums[y[e.i as usize] as usize] -= w;
+                    *wsum -= w;
+                }
+            }
+            (Target::Reg { y }, true) => {
+                for e in range {
+                    let w = w_of(e.i);
+                    sums[0] += w * y[e.i as usize];
+                    *wsum += w;
+                }
+            }
+            (Target::Reg { y }, false) => {
+                for e in range.iter().rev() {
+                    let w = w_of(e.i);
+                    sums[0] -= w * y[e.i as usize];
+                    *wsum -= w;
+                }
             }
         }
         *pos = q;
@@ -852,7 +884,7 @@ impl Builder<'_> {
     }
 
     /// Exact children impurities and improvement of the chosen split, summed in scikit-learn's
-    /// order over the partitioned samples; marks each sample's side for [`Self::apply_split`].
+    /// order over the partitioned samples (sides already marked for [`Self::apply_split`]).
     fn finish_split(
         &mut self,
         c: Candidate,
@@ -863,17 +895,7 @@ impl Builder<'_> {
     ) -> Split {
         let n = end - start;
         let ids = &self.order[start..end];
-        let n_left = ids
-            .iter()
-            .take_while(|e| {
-                let v = self.x[c.feature][e.i as usize];
-                if v.is_nan() {
-                    c.missing_left
-                } else {
-                    f64::from(v) <= c.threshold
-                }
-            })
-            .count();
+        let n_left = ids.iter().take_while(|e| self.side[e.i as usize]).count();
         let k = match self.target {
             Target::Class { n_classes, .. } => *n_classes,
             Target::Reg { .. } => 1,
@@ -908,9 +930,6 @@ impl Builder<'_> {
                 self.mae_of(ids[n_left..].iter()).1 / wr,
             ),
         };
-        for (q, e) in ids.iter().enumerate() {
-            self.side[e.i as usize] = q < n_left;
-        }
         debug_assert!(n_left > 0 && n_left < n);
         Split {
             feature: c.feature,
@@ -1021,42 +1040,79 @@ impl Builder<'_> {
         };
         if n_missing == 0 && self.cfg.crit != Crit::Mae {
             // scikit-learn's order of sums: criterion.update moves forward from the last
-            // candidate, or backward from the end once past the middle.
-            let k = match self.target {
-                Target::Class { n_classes, .. } => *n_classes,
-                Target::Reg { .. } => 1,
-            };
-            let mut acc = (vec![0.0; k], 0.0);
-            let mut right = vec![0.0; k];
-            let mut pos = 0;
-            for kk in 0..nnm.saturating_sub(1) {
-                let q = kk + 1;
-                if entries[q].v <= entries[kk].v + FEATURE_THRESHOLD
-                    || q < min_leaf
-                    || n - q < min_leaf
-                {
-                    continue;
-                }
-                self.update_sums(entries, stats, &mut acc, &mut pos, q);
-                let (wl, wr) = (acc.1, stats.w - acc.1);
-                if wl < min_wleaf || wr < min_wleaf {
-                    continue;
-                }
-                let proxy = match self.cfg.crit {
-                    Crit::Mse => {
-                        let sum_r = stats.sums[0] - acc.0[0];
-                        acc.0[0] * acc.0[0] / wl + sum_r * sum_r / wr
+            // candidate, or backward from the end once past the middle (`update_sums`, inlined
+            // here for the common one-step forward move).
+            let w_of = |i: u32| self.weights.map_or(1.0, |w| w[i as usize]);
+            let first = min_leaf.max(1);
+            let last = nnm.saturating_sub(min_leaf).min(nnm.saturating_sub(1));
+            match self.target {
+                Target::Reg { y } => {
+                    let (mut sum_l, mut wl, mut pos) = (0.0, 0.0, 0);
+                    for q in first..=last {
+                        if q == 0 || entries[q].v <= entries[q - 1].v + FEATURE_THRESHOLD {
+                            continue;
+                        }
+                        if q - pos <= n - q {
+                            for e in &entries[pos..q] {
+                                let w = w_of(e.i);
+                                sum_l += w * y[e.i as usize];
+                                wl += w;
+                            }
+                        } else {
+                            sum_l = stats.sums[0];
+                            wl = stats.w;
+                            for e in entries[q..].iter().rev() {
+                                let w = w_of(e.i);
+                                sum_l -= w * y[e.i as usize];
+                                wl -= w;
+                            }
+                        }
+                        pos = q;
+                        let wr = stats.w - wl;
+                        if wl < min_wleaf || wr < min_wleaf {
+                            continue;
+                        }
+                        let sum_r = stats.sums[0] - sum_l;
+                        consider(sum_l * sum_l / wl + sum_r * sum_r / wr, q - 1, q, q, false);
                     }
-                    crit => {
-                        for ((r, t), l) in right.iter_mut().zip(&stats.sums).zip(&acc.0) {
+                }
+                Target::Class { y, n_classes } => {
+                    let k = *n_classes;
+                    let (mut left, mut right) = (vec![0.0; k], vec![0.0; k]);
+                    let (mut wl, mut pos) = (0.0, 0);
+                    let crit = self.cfg.crit;
+                    for q in first..=last {
+                        if q == 0 || entries[q].v <= entries[q - 1].v + FEATURE_THRESHOLD {
+                            continue;
+                        }
+                        if q - pos <= n - q {
+                            for e in &entries[pos..q] {
+                                let w = w_of(e.i);
+                                left[y[e.i as usize] as usize] += w;
+                                wl += w;
+                            }
+                        } else {
+                            left.copy_from_slice(&stats.sums);
+                            wl = stats.w;
+                            for e in entries[q..].iter().rev() {
+                                let w = w_of(e.i);
+                                left[y[e.i as usize] as usize] -= w;
+                                wl -= w;
+                            }
+                        }
+                        pos = q;
+                        let wr = stats.w - wl;
+                        if wl < min_wleaf || wr < min_wleaf {
+                            continue;
+                        }
+                        for ((r, t), l) in right.iter_mut().zip(&stats.sums).zip(&left) {
                             *r = t - l;
                         }
-                        let il = class_impurity(crit, &acc.0, wl);
+                        let il = class_impurity(crit, &left, wl);
                         let ir = class_impurity(crit, &right, wr);
-                        -wr * ir - wl * il
+                        consider(-wr * ir - wl * il, q - 1, q, q, false);
                     }
-                };
-                consider(proxy, kk, q, q, false);
+                }
             }
             return best;
         }
