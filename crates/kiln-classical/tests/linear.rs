@@ -177,7 +177,7 @@ fn duplicated_column_splits_the_weight_equally() {
         ],
     )
     .unwrap();
-    let y = base.x.column(0).to_owned() * 2.0 + &base.x.column(1);
+    let y = base.x.column(0).to_owned() * 2.0 + base.x.column(1);
     let data = Dataset::regression(x, y, Dataset::default_feature_names(3), "y").unwrap();
     let ols = LinearRegressionParams::default().fit(&data).unwrap();
     assert_eq!(ols.rank, 2);
@@ -349,6 +349,42 @@ fn bad_data_is_an_error_not_a_panic() {
         m.predict(x.view()),
         Err(Error::NonFinite { row: 2, col: 2, .. })
     ));
+}
+
+#[test]
+fn huge_values_give_an_answer_or_a_clear_error() {
+    // Column sums overflow f64.
+    let x = Array2::from_shape_vec((3, 1), vec![1e308, 1.7e308, 1.5e308]).unwrap();
+    let data = Dataset::regression(
+        x,
+        Array1::from(vec![1.0, 2.0, 3.0]),
+        Dataset::default_feature_names(1),
+        "y",
+    )
+    .unwrap();
+    let e = LinearRegressionParams::default()
+        .fit(&data)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overflow"), "{e}");
+    // Large but summable values: either finite coefficients or an error, never NaN.
+    let x = Array2::from_shape_vec((3, 1), vec![1e200, 3e200, 2e200]).unwrap();
+    let data = Dataset::regression(
+        x,
+        Array1::from(vec![1.0, 3.0, 2.0]),
+        Dataset::default_feature_names(1),
+        "y",
+    )
+    .unwrap();
+    for fit in [
+        LinearRegressionParams::default().fit(&data).map(|m| m.coef),
+        RidgeParams::default().fit(&data).map(|m| m.coef),
+    ] {
+        match fit {
+            Ok(coef) => assert!((coef[0] - 1e-200).abs() < 1e-210, "{coef:?}"),
+            Err(e) => assert!(matches!(e, Error::Numerical(_)), "{e}"),
+        }
+    }
 }
 
 #[test]

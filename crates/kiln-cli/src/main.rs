@@ -30,6 +30,8 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Evaluate a saved model on labelled data.
     Eval(commands::eval::EvalArgs),
+    /// Print or draw a saved model (trees: text, Graphviz DOT or a diagram).
+    Show(commands::show::ShowArgs),
     /// Built-in datasets and synthetic data generators.
     Datasets(commands::datasets::DatasetsArgs),
     /// A guided tour of kiln on embedded data: prints results and writes an HTML report.
@@ -42,14 +44,29 @@ fn main() -> ExitCode {
         Command::Fit(args) => commands::fit::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Show(args) => commands::show::run(args),
         Command::Datasets(args) => commands::datasets::run(args),
         Command::Tour(args) => commands::tour::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes in one paragraph, skipping a cause whose text the message already
+/// carries (many library errors quote their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }

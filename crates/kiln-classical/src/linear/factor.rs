@@ -333,6 +333,13 @@ pub(crate) fn solve(f: &Factor, filter: impl Fn(f64, f64) -> f64) -> Result<(Vec
             }
         }
     }
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Numerical(
+            "the coefficients are not finite: the data are too large for f64 arithmetic; \
+             rescale the features or the target"
+                .into(),
+        ));
+    }
     Ok((w, s))
 }
 
@@ -349,8 +356,8 @@ mod tests {
         let p = d + 1;
         let mut mean = vec![0.0; p];
         if center {
-            for j in 0..d {
-                mean[j] = x.column(j).sum() / n as f64;
+            for (j, m) in mean.iter_mut().take(d).enumerate() {
+                *m = x.column(j).sum() / n as f64;
             }
             mean[d] = y.sum() / n as f64;
         }

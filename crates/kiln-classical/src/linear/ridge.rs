@@ -61,7 +61,12 @@ impl Fit for RidgeParams {
         let rcond = data.n_samples().max(data.n_features()) as f64 * f64::EPSILON;
         let (coef, _) = solve(&f, |s, s_max| {
             if alpha > 0.0 {
-                s / (s * s + alpha)
+                // s / (s² + α), written so that s² cannot overflow.
+                if s > 0.0 {
+                    1.0 / (s + alpha / s)
+                } else {
+                    0.0
+                }
             } else if s > rcond * s_max {
                 1.0 / s
             } else {

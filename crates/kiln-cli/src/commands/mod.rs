@@ -1,0 +1,8 @@
+//! One file per command.
+
+pub mod datasets;
+pub mod eval;
+pub mod fit;
+pub mod predict;
+pub mod show;
+pub mod tour;

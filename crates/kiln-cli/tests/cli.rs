@@ -1,0 +1,467 @@
+//! Integration tests: the real `kiln` binary in a temporary folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = kiln(dir, args);
+    assert!(
+        out.status.success(),
+        "kiln {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = kiln(dir, args);
+    assert!(!out.status.success(), "kiln {args:?} should fail");
+    assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("panicked"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "kiln {args:?} panicked:\n{err}");
+    err
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = ok(dir, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}"))
+}
+
+#[test]
+fn datasets_list_and_export() {
+    let t = tempfile::tempdir().unwrap();
+    let out = ok(t.path(), &["datasets", "list"]);
+    for name in ["iris", "wine", "breast_cancer", "diabetes", "digits"] {
+        assert!(out.contains(name), "{out}");
+    }
+    ok(
+        t.path(),
+        &["datasets", "export", "iris", "--out", "iris.csv"],
+    );
+    let text = std::fs::read_to_string(t.path().join("iris.csv")).unwrap();
+    assert_eq!(text.lines().count(), 151);
+    assert!(text.starts_with("sepal length (cm),"), "{}", &text[..60]);
+}
+
+#[test]
+fn fit_json_has_the_documented_keys() {
+    let t = tempfile::tempdir().unwrap();
+    let v = json(
+        t.path(),
+        &["fit", "linear", "--dataset", "diabetes", "--json"],
+    );
+    for key in [
+        "model",
+        "params",
+        "features",
+        "target",
+        "n_train",
+        "n_test",
+        "fit_seconds",
+        "train_metrics",
+        "test_metrics",
+        "model_info",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["model"], "linear");
+    assert_eq!(
+        v["n_train"].as_u64().unwrap() + v["n_test"].as_u64().unwrap(),
+        442
+    );
+    assert_eq!(v["n_test"], 89); // ceil(0.2 * 442)
+    for key in ["mse", "rmse", "mae", "r2"] {
+        assert!(v["test_metrics"][key].is_number(), "{key}");
+    }
+    let r2 = v["test_metrics"]["r2"].as_f64().unwrap();
+    assert!((0.3..0.7).contains(&r2), "diabetes OLS test r2 {r2}");
+    assert_eq!(v["model_info"]["coef"].as_array().unwrap().len(), 10);
+    assert!(v["model_info"]["intercept"].is_number());
+}
+
+#[test]
+fn save_predict_eval_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(d, &["datasets", "export", "diabetes", "--out", "all.csv"]);
+    // A separate test file: the last 42 rows.
+    let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(d.join("train.csv"), lines[..401].join("\n")).unwrap();
+    let test: Vec<&str> = std::iter::once(lines[0])
+        .chain(lines[401..].iter().copied())
+        .collect();
+    std::fs::write(d.join("test.csv"), test.join("\n")).unwrap();
+
+    let fit = json(
+        d,
+        &[
+            "fit",
+            "ridge",
+            "--alpha",
+            "0.5",
+            "--data",
+            "train.csv",
+            "--test",
+            "test.csv",
+            "--scale",
+            "standard",
+            "--save",
+            "m",
+            "--json",
+        ],
+    );
+    assert_eq!(fit["n_test"], 42);
+    assert!(d.join("m/config.json").is_file() && d.join("m/model.safetensors").is_file());
+    let eval = json(d, &["eval", "--model", "m", "--data", "test.csv", "--json"]);
+    for key in ["mse", "rmse", "mae", "r2"] {
+        let (a, b) = (
+            fit["test_metrics"][key].as_f64().unwrap(),
+            eval[key].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+            "{key}: fit {a} vs eval {b}"
+        );
+    }
+    let pred = ok(d, &["predict", "--model", "m", "--data", "test.csv"]);
+    let rows: Vec<&str> = pred.lines().collect();
+    assert_eq!(rows[0], "prediction");
+    assert_eq!(rows.len(), 43);
+    ok(
+        d,
+        &[
+            "predict", "--model", "m", "--data", "test.csv", "--out", "p.csv",
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(d.join("p.csv")).unwrap(), pred);
+}
+
+#[test]
+fn cross_validation_prints_each_fold() {
+    let t = tempfile::tempdir().unwrap();
+    let out = ok(
+        t.path(),
+        &["fit", "linear", "--dataset", "diabetes", "--cv", "5"],
+    );
+    for i in 1..=5 {
+        assert!(out.contains(&format!("cv fold {i}:")), "{out}");
+    }
+    assert!(out.contains("cv r2:") && out.contains('±'), "{out}");
+    let v = json(
+        t.path(),
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--cv",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(v["cv"]["folds"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn plots_are_written() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--features",
+            "bmi",
+            "--plot",
+            "one.png",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--plot",
+            "many.png",
+        ],
+    );
+    for f in ["one.png", "many.png"] {
+        let bytes = std::fs::read(d.join(f)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{f}");
+    }
+}
+
+#[test]
+fn tour_writes_report_and_plot() {
+    let t = tempfile::tempdir().unwrap();
+    let out = ok(t.path(), &["tour", "--out", "tour"]);
+    assert!(
+        out.contains("intercept") && out.contains("coefficient"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test accuracy") && out.contains("|--- petal"),
+        "{out}"
+    );
+    let html = std::fs::read_to_string(t.path().join("tour/index.html")).unwrap();
+    assert!(
+        html.contains("linear.png") && html.contains("test MSE"),
+        "{html}"
+    );
+    assert!(t.path().join("tour/linear.png").is_file());
+    assert!(t.path().join("tour/tree.png").is_file() && html.contains("tree.png"));
+}
+
+#[test]
+fn bad_tables_are_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("bad.csv"), "a,b,y\n1,2,3\n4,oops,6\n").unwrap();
+    let e = fails(d, &["fit", "linear", "--data", "bad.csv"]);
+    assert!(
+        e.contains("row 3") && e.contains("oops") && e.contains('b'),
+        "{e}"
+    );
+    std::fs::write(d.join("ragged.csv"), "a,b,y\n1,2,3\n4,5\n").unwrap();
+    let e = fails(d, &["fit", "linear", "--data", "ragged.csv"]);
+    assert!(e.contains("row 3"), "{e}");
+    std::fs::write(d.join("empty.csv"), "").unwrap();
+    fails(d, &["fit", "linear", "--data", "empty.csv"]);
+    std::fs::write(d.join("header.csv"), "a,b,y\n").unwrap();
+    fails(d, &["fit", "linear", "--data", "header.csv"]);
+    let e = fails(
+        d,
+        &["fit", "linear", "--dataset", "iris", "--target", "nope"],
+    );
+    assert!(e.contains("nope"), "{e}");
+    let e = fails(d, &["fit", "linear", "--data", "missing.csv"]);
+    assert!(e.contains("missing.csv"), "{e}");
+    let e = fails(d, &["fit", "linear", "--dataset", "nosuch"]);
+    assert!(e.contains("iris"), "lists the datasets: {e}");
+}
+
+#[test]
+fn bad_parameters_and_models_are_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let e = fails(
+        d,
+        &["fit", "ridge", "--dataset", "diabetes", "--alpha", "-1"],
+    );
+    assert!(e.contains("alpha") && e.contains("-1"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--test-size",
+            "1.5",
+        ],
+    );
+    assert!(e.contains("test_size"), "{e}");
+    let e = fails(d, &["predict", "--model", "nowhere", "--dataset", "iris"]);
+    assert!(e.contains("nowhere"), "{e}");
+
+    ok(
+        d,
+        &["fit", "linear", "--dataset", "diabetes", "--save", "m"],
+    );
+    // The model's features are missing from the table.
+    let e = fails(d, &["predict", "--model", "m", "--dataset", "iris"]);
+    assert!(e.contains("age") && e.contains("sepal length"), "{e}");
+    // A corrupt tensor file.
+    let st = d.join("m/model.safetensors");
+    let mut bytes = std::fs::read(&st).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 3);
+    std::fs::write(&st, &bytes).unwrap();
+    let e = fails(d, &["predict", "--model", "m", "--dataset", "diabetes"]);
+    assert!(e.contains("truncated"), "{e}");
+    // An unknown kind.
+    ok(
+        d,
+        &["fit", "linear", "--dataset", "diabetes", "--save", "m2"],
+    );
+    let cfg = d.join("m2/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("linear_regression", "quantum_forest")).unwrap();
+    let e = fails(d, &["eval", "--model", "m2", "--dataset", "diabetes"]);
+    assert!(e.contains("quantum_forest"), "{e}");
+}
+
+#[test]
+fn tree_fit_show_and_plot() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v = json(
+        d,
+        &[
+            "fit",
+            "tree",
+            "--dataset",
+            "iris",
+            "--max-depth",
+            "3",
+            "--save",
+            "t",
+            "--plot",
+            "t.png",
+            "--json",
+        ],
+    );
+    for key in ["n_nodes", "depth", "n_leaves", "feature_importances"] {
+        assert!(v["model_info"].get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["model_info"]["depth"], 3);
+    let imp: f64 = v["model_info"]["feature_importances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((imp - 1.0).abs() < 1e-12);
+    assert_eq!(v["test_metrics"]["classes"][0], "setosa");
+    assert!(v["test_metrics"]["accuracy"].as_f64().unwrap() > 0.8);
+    assert_eq!(&std::fs::read(d.join("t.png")).unwrap()[1..4], b"PNG");
+
+    let text = ok(d, &["show", "--model", "t"]);
+    assert!(text.starts_with("|--- petal"), "{text}");
+    assert!(text.contains("class: setosa"), "{text}");
+    let dot = ok(d, &["show", "--model", "t", "--format", "dot"]);
+    assert!(dot.starts_with("digraph Tree {"), "{dot}");
+    ok(
+        d,
+        &[
+            "show",
+            "--model",
+            "t",
+            "--plot",
+            "again.png",
+            "--max-depth-shown",
+            "2",
+        ],
+    );
+    assert!(d.join("again.png").is_file());
+    let eval = json(d, &["eval", "--model", "t", "--dataset", "iris", "--json"]);
+    assert!(eval["accuracy"].as_f64().unwrap() > 0.9);
+
+    let v = json(
+        d,
+        &[
+            "fit",
+            "tree-regressor",
+            "--dataset",
+            "diabetes",
+            "--max-depth",
+            "4",
+            "--criterion",
+            "friedman_mse",
+            "--json",
+        ],
+    );
+    assert_eq!(v["model"], "tree-regressor");
+    assert!(v["test_metrics"]["r2"].is_number());
+}
+
+#[test]
+fn trees_accept_missing_values_and_other_models_do_not() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..40 {
+        let a = if i % 7 == 0 {
+            "nan".to_string()
+        } else {
+            (i % 10).to_string()
+        };
+        let label = if i % 10 < 5 { "low" } else { "high" };
+        csv += &format!("{a},{},{label}\n", i % 3);
+    }
+    std::fs::write(d.join("m.csv"), csv).unwrap();
+    let v = json(d, &["fit", "tree", "--data", "m.csv", "--json"]);
+    assert_eq!(
+        v["n_train"].as_u64().unwrap() + v["n_test"].as_u64().unwrap(),
+        40
+    );
+    let e = fails(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--data",
+            "m.csv",
+            "--target",
+            "b",
+            "--features",
+            "a",
+        ],
+    );
+    assert!(e.contains("row 2") && e.contains("nan"), "{e}");
+}
+
+#[test]
+fn tree_parameter_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let e = fails(
+        d,
+        &["fit", "tree", "--dataset", "iris", "--criterion", "bogus"],
+    );
+    assert!(e.contains("criterion") && e.contains("gini"), "{e}");
+    let e = fails(d, &["fit", "tree", "--dataset", "iris", "--max-depth", "0"]);
+    assert!(e.contains("max_depth"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "fit",
+            "tree",
+            "--dataset",
+            "iris",
+            "--class-weight",
+            "setosa=2,nosuch=1",
+        ],
+    );
+    assert!(e.contains("nosuch") || e.contains("known classes"), "{e}");
+    let e = fails(
+        d,
+        &["fit", "tree", "--dataset", "iris", "--ccp-alpha", "-1"],
+    );
+    assert!(e.contains("ccp_alpha"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "fit",
+            "tree-regressor",
+            "--dataset",
+            "diabetes",
+            "--class-weight",
+            "balanced",
+        ],
+    );
+    assert!(e.contains("class-weight"), "{e}");
+    ok(
+        d,
+        &["fit", "linear", "--dataset", "diabetes", "--save", "lin"],
+    );
+    let e = fails(d, &["show", "--model", "lin", "--plot", "x.png"]);
+    assert!(e.contains("no diagram"), "{e}");
+}
