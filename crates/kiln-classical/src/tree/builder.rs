@@ -10,6 +10,9 @@
 //!   features found constant are remembered for the subtree (depth-first growth);
 //! * NaN goes to the side that gives the better split (both tried, plus "only NaN on the right"),
 //!   or to the child with more samples when the node saw no NaN;
+//! * targets are summed in scikit-learn's order: its `samples` array (sorted by the last
+//!   feature it sorted, then partitioned in place) and its forward-or-backward criterion
+//!   updates are replayed, so sums round alike and even exact ties break alike;
 //! * depth-first growth pushes right then left, so nodes are numbered in preorder; best-first
 //!   growth (`max_leaf_nodes`) uses a max-heap on the improvement with the C++ standard
 //!   library's heap order, so ties break alike.
@@ -115,6 +118,11 @@ struct Builder<'a> {
     weights: Option<&'a [f64]>,
     /// Presorted columns; a node owns `[start, end)` of each.
     cols: Vec<Vec<Entry>>,
+    /// The `f32` feature columns, by sample.
+    x: &'a [Vec<f32>],
+    /// scikit-learn's `samples` array (only `i` is used): the order in which it sums a node's
+    /// targets, reproduced so that sums round alike and near-ties break alike.
+    order: Vec<Entry>,
     /// `side[i]`: sample `i` goes left in the split being applied.
     side: Vec<bool>,
     features: Vec<usize>,
@@ -167,6 +175,8 @@ pub(crate) fn build(
         target,
         weights,
         cols,
+        x: x_cols,
+        order: samples.iter().map(|&i| Entry { v: 0.0, i }).collect(),
         side: vec![false; n_total],
         features: (0..n_features).collect(),
         constant_features: vec![0; n_features],
@@ -181,6 +191,21 @@ pub(crate) fn build(
         b.depth_first(n);
     }
     b.tree
+}
+
+/// scikit-learn's in-place partition: left items stay in front, right ones are swapped to the
+/// back. Returns the number of left items.
+fn swap_partition(items: &mut [Entry], left: impl Fn(u32) -> bool) -> usize {
+    let (mut ps, mut pe) = (0, items.len());
+    while ps < pe {
+        if left(items[ps].i) {
+            ps += 1;
+        } else {
+            pe -= 1;
+            items.swap(ps, pe);
+        }
+    }
+    ps
 }
 
 /// `entries[..nnm]` are the non-missing values.
@@ -369,7 +394,7 @@ impl Builder<'_> {
         let mut first = true;
         while let Some(rec) = stack.pop() {
             let (start, end) = (rec.start, rec.end);
-            let node_entries = &self.cols[0][start..end];
+            let node_entries = &self.order[start..end];
             let stats = self.stats_of(node_entries.iter());
             let n_node = end - start;
             let cfg = self.cfg;
@@ -394,7 +419,7 @@ impl Builder<'_> {
                     Some(s) => s.improvement + EPSILON < cfg.min_impurity_decrease,
                 };
             }
-            let value = self.value(&stats, &self.cols[0][start..end]);
+            let value = self.value(&stats, &self.order[start..end]);
             let node_split = if is_leaf { None } else { split };
             let id = self.tree.add_node(
                 rec.parent,
@@ -544,7 +569,7 @@ impl Builder<'_> {
         depth: usize,
     ) -> (usize, usize, usize, usize, usize, Option<Split>) {
         let cfg = self.cfg;
-        let node_entries = &self.cols[0][start..end];
+        let node_entries = &self.order[start..end];
         let stats = self.stats_of(node_entries.iter());
         let impurity = if parent.is_none() {
             let refs: Vec<&Entry> = node_entries.iter().collect();
@@ -567,7 +592,7 @@ impl Builder<'_> {
                 Some(s) => s.improvement + EPSILON < cfg.min_impurity_decrease,
             };
         }
-        let value = self.value(&stats, &self.cols[0][start..end]);
+        let value = self.value(&stats, &self.order[start..end]);
         let split = if is_leaf { None } else { split };
         let id = self.tree.add_node(
             parent,
@@ -603,6 +628,12 @@ impl Builder<'_> {
         let n_known_constants = *n_constant;
         let mut n_total_constants = n_known_constants;
         let mut draws: Vec<Draw> = Vec::new();
+        // Random splitter: candidates are evaluated as drawn (scikit-learn partitions its
+        // samples for each one, which changes the order of the sums that follow).
+        let mut random_results: Vec<Option<Candidate>> = Vec::new();
+        // The last feature scikit-learn sorted (best splitter) or drew (random splitter), with
+        // whether it was evaluated and its missing count in this node.
+        let mut last: Option<(usize, bool, usize)> = None;
 
         while f_i > n_total_constants
             && (n_visited < max_features || n_visited <= n_found_constants + n_drawn_constants)
@@ -621,6 +652,7 @@ impl Builder<'_> {
             let n_missing = entries.len() - nnm;
             let constant = nnm == 0
                 || (n_missing == 0 && entries[nnm - 1].v <= entries[0].v + FEATURE_THRESHOLD);
+            last = Some((feature, !constant, n_missing));
             if constant {
                 self.features.swap(f_j, n_total_constants);
                 n_found_constants += 1;
@@ -640,17 +672,23 @@ impl Builder<'_> {
             } else {
                 None
             };
-            draws.push(Draw { feature, random });
+            if let Some((threshold, missing_left)) = random {
+                let c = self.eval_random(feature, threshold, missing_left, start, end, stats);
+                random_results.push(c);
+            } else {
+                draws.push(Draw { feature, random });
+            }
         }
 
         // Evaluate the drawn features (in parallel for large nodes), reduce in visit order.
         let eval = |d: &Draw| self.eval_feature(d, start, end, stats);
-        let results: Vec<Option<Candidate>> =
-            if self.cfg.parallel && end - start >= PARALLEL_MIN_SAMPLES && draws.len() > 1 {
-                draws.par_iter().map(eval).collect()
-            } else {
-                draws.iter().map(eval).collect()
-            };
+        let results: Vec<Option<Candidate>> = if self.cfg.random_splitter {
+            random_results
+        } else if self.cfg.parallel && end - start >= PARALLEL_MIN_SAMPLES && draws.len() > 1 {
+            draws.par_iter().map(eval).collect()
+        } else {
+            draws.iter().map(eval).collect()
+        };
         let mut best: Option<Candidate> = None;
         for c in results.into_iter().flatten() {
             if best.is_none_or(|b| c.proxy > b.proxy) {
@@ -668,7 +706,172 @@ impl Builder<'_> {
         *n_constant = n_total_constants;
 
         let best = best?;
+        // scikit-learn's samples order: sorted by the last sorted feature (missing values
+        // first if it searched with them on the left) ...
+        if let (false, Some((f, evaluated, n_missing))) = (self.cfg.random_splitter, last) {
+            let entries = &self.cols[f][start..end];
+            let cut = if evaluated && n_missing > 0 {
+                entries.len() - n_missing
+            } else {
+                0
+            };
+            let (head, tail) = entries.split_at(cut);
+            for (slot, e) in self.order[start..end]
+                .iter_mut()
+                .zip(tail.iter().chain(head))
+            {
+                *slot = *e;
+            }
+        }
+        // ... then partitioned in place by the chosen split, unless the random splitter's last
+        // draw already did it.
+        for e in &self.cols[best.feature][start..end] {
+            self.side[e.i as usize] = Self::goes_left(e, best.threshold, best.missing_left);
+        }
+        if !(self.cfg.random_splitter && last.map(|l| l.0) == Some(best.feature)) {
+            let side = &self.side;
+            swap_partition(&mut self.order[start..end], |i| side[i as usize]);
+        }
         Some(self.finish_split(best, start, end, impurity, stats))
+    }
+
+    /// scikit-learn's in-place partition of `samples[start..end]` (left ones stay in front,
+    /// right ones are swapped to the back); returns the first right position.
+    fn partition_order(
+        &mut self,
+        f: usize,
+        threshold: f64,
+        missing_left: bool,
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let col = &self.x[f];
+        swap_partition(&mut self.order[start..end], |i| {
+            let v = col[i as usize];
+            if v.is_nan() {
+                missing_left
+            } else {
+                f64::from(v) <= threshold
+            }
+        }) + start
+    }
+
+    /// Sums of the first `q` of `ids` the way scikit-learn's `criterion.update(q)` reaches them
+    /// from `pos`: adding forward, or (past the middle) subtracting from the node total
+    /// backwards. `acc` holds the running sums (class counts or `[Σwy]`) and their weight.
+    fn update_sums(
+        &self,
+        ids: &[Entry],
+        total: &Stats,
+        acc: &mut (Vec<f64>, f64),
+        pos: &mut usize,
+        q: usize,
+    ) {
+        let n = ids.len();
+        let forward = q - *pos <= n - q;
+        let range = if forward {
+            &ids[*pos..q]
+        } else {
+            let k = acc.0.len();
+            acc.0.copy_from_slice(&total.sums[..k]);
+            acc.1 = total.w;
+            &ids[q..]
+        };
+        let (sums, wsum) = (&mut acc.0, &mut acc.1);
+        let w_of = |i: u32| self.weights.map_or(1.0, |w| w[i as usize]);
+        match (self.target, forward) {
+            (Target::Class { y, .. }, true) => {
+                for e in range {
+                    let w = w_of(e.i);
+                    sums[y[e.i as usize] as usize] += w;
+                    *wsum += w;
+                }
+            }
+            (Target::Class { y, .. }, false) => {
+                for e in range.iter().rev() {
+                    let w = w_of(e.i);
+                    sums[y[e.i as usize] as usize] -= w;
+                    *wsum -= w;
+                }
+            }
+            (Target::Reg { y }, true) => {
+                for e in range {
+                    let w = w_of(e.i);
+                    sums[0] += w * y[e.i as usize];
+                    *wsum += w;
+                }
+            }
+            (Target::Reg { y }, false) => {
+                for e in range.iter().rev() {
+                    let w = w_of(e.i);
+                    sums[0] -= w * y[e.i as usize];
+                    *wsum -= w;
+                }
+            }
+        }
+        *pos = q;
+    }
+
+    /// Random splitter: partition the samples by the drawn threshold and score the split.
+    fn eval_random(
+        &mut self,
+        feature: usize,
+        threshold: f64,
+        missing_left: bool,
+        start: usize,
+        end: usize,
+        stats: &Stats,
+    ) -> Option<Candidate> {
+        let pos = self.partition_order(feature, threshold, missing_left, start, end);
+        let n = end - start;
+        let n_left = pos - start;
+        let min_leaf = self.cfg.min_samples_leaf;
+        if n_left < min_leaf || n - n_left < min_leaf {
+            return None;
+        }
+        let ids = &self.order[start..end];
+        let k = match self.target {
+            Target::Class { n_classes, .. } => *n_classes,
+            Target::Reg { .. } => 1,
+        };
+        let mut acc = (vec![0.0; k], 0.0);
+        let mut p = 0;
+        self.update_sums(ids, stats, &mut acc, &mut p, n_left);
+        let (wl, wr) = (acc.1, stats.w - acc.1);
+        if wl < self.cfg.min_weight_leaf || wr < self.cfg.min_weight_leaf {
+            return None;
+        }
+        let proxy = match self.cfg.crit {
+            Crit::Gini | Crit::Entropy => {
+                let right: Vec<f64> = stats.sums.iter().zip(&acc.0).map(|(t, l)| t - l).collect();
+                let il = class_impurity(self.cfg.crit, &acc.0, wl);
+                let ir = class_impurity(self.cfg.crit, &right, wr);
+                -wr * ir - wl * il
+            }
+            Crit::Mse => {
+                let sum_r = stats.sums[0] - acc.0[0];
+                acc.0[0] * acc.0[0] / wl + sum_r * sum_r / wr
+            }
+            Crit::Mae => {
+                let il = self.mae_of(ids[..n_left].iter()).1 / wl;
+                let ir = self.mae_of(ids[n_left..].iter()).1 / wr;
+                -wr * ir - wl * il
+            }
+        };
+        let n_missing = ids
+            .iter()
+            .filter(|e| self.x[feature][e.i as usize].is_nan())
+            .count();
+        Some(Candidate {
+            proxy,
+            feature,
+            threshold,
+            missing_left: if n_missing > 0 {
+                missing_left
+            } else {
+                n_left > n - n_left
+            },
+        })
     }
 
     /// Goes-left rule of a split for one entry.
@@ -680,52 +883,59 @@ impl Builder<'_> {
         }
     }
 
-    /// Exact children impurities and improvement of the chosen split.
+    /// Exact children impurities and improvement of the chosen split, summed in scikit-learn's
+    /// order over the partitioned samples (sides already marked for [`Self::apply_split`]).
     fn finish_split(
-        &self,
+        &mut self,
         c: Candidate,
         start: usize,
         end: usize,
         impurity: f64,
         stats: &Stats,
     ) -> Split {
-        let entries = &self.cols[c.feature][start..end];
-        let (left, right): (Vec<&Entry>, Vec<&Entry>) = entries
-            .iter()
-            .partition(|e| Self::goes_left(e, c.threshold, c.missing_left));
-        let sl = self.stats_of(left.iter().copied());
-        let (wl, wr) = (sl.w, stats.w - sl.w);
-        let (il, ir) = match self.cfg.crit {
-            Crit::Gini | Crit::Entropy => {
-                let sr: Vec<f64> = stats
-                    .sums
-                    .iter()
-                    .zip(&sl.sums)
-                    .map(|(t, l)| t - l)
-                    .collect();
+        let n = end - start;
+        let ids = &self.order[start..end];
+        let n_left = ids.iter().take_while(|e| self.side[e.i as usize]).count();
+        let k = match self.target {
+            Target::Class { n_classes, .. } => *n_classes,
+            Target::Reg { .. } => 1,
+        };
+        let mut acc = (vec![0.0; k], 0.0);
+        let mut p = 0;
+        self.update_sums(ids, stats, &mut acc, &mut p, n_left);
+        let (wl, wr) = (acc.1, stats.w - acc.1);
+        let (il, ir) = match (self.target, self.cfg.crit) {
+            (_, Crit::Gini | Crit::Entropy) => {
+                let right: Vec<f64> = stats.sums.iter().zip(&acc.0).map(|(t, l)| t - l).collect();
                 (
-                    class_impurity(self.cfg.crit, &sl.sums, wl),
-                    class_impurity(self.cfg.crit, &sr, wr),
+                    class_impurity(self.cfg.crit, &acc.0, wl),
+                    class_impurity(self.cfg.crit, &right, wr),
                 )
             }
-            Crit::Mse => {
-                let (sum_l, sum_r) = (sl.sums[0], stats.sums[0] - sl.sums[0]);
-                let sq_r = stats.sums[1] - sl.sums[1];
+            (Target::Reg { y }, Crit::Mse) => {
+                let mut sq_l = 0.0;
+                for e in &ids[..n_left] {
+                    let v = y[e.i as usize];
+                    sq_l += self.weight(e.i) * v * v;
+                }
+                let (sum_l, sum_r) = (acc.0[0], stats.sums[0] - acc.0[0]);
+                let sq_r = stats.sums[1] - sq_l;
                 (
-                    sl.sums[1] / wl - (sum_l / wl).powi(2),
+                    sq_l / wl - (sum_l / wl).powi(2),
                     sq_r / wr - (sum_r / wr).powi(2),
                 )
             }
-            Crit::Mae => (
-                self.mae_of(left.iter().copied()).1 / wl,
-                self.mae_of(right.iter().copied()).1 / wr,
+            _ => (
+                self.mae_of(ids[..n_left].iter()).1 / wl,
+                self.mae_of(ids[n_left..].iter()).1 / wr,
             ),
         };
+        debug_assert!(n_left > 0 && n_left < n);
         Split {
             feature: c.feature,
             threshold: c.threshold,
             missing_left: c.missing_left,
-            n_left: left.len(),
+            n_left,
             impurity_left: il,
             impurity_right: ir,
             improvement: self.improvement(stats, wl, wr, impurity, il, ir),
@@ -733,10 +943,7 @@ impl Builder<'_> {
     }
 
     /// Partition every column's `[start, end)` stably into left then right.
-    fn apply_split(&mut self, start: usize, end: usize, s: &Split) {
-        for e in &self.cols[s.feature][start..end] {
-            self.side[e.i as usize] = Self::goes_left(e, s.threshold, s.missing_left);
-        }
+    fn apply_split(&mut self, start: usize, end: usize, _s: &Split) {
         let side = &self.side;
         let part = |col: &mut Vec<Entry>, tmp: &mut Vec<Entry>| {
             tmp.clear();
@@ -831,6 +1038,84 @@ impl Builder<'_> {
                 });
             }
         };
+        if n_missing == 0 && self.cfg.crit != Crit::Mae {
+            // scikit-learn's order of sums: criterion.update moves forward from the last
+            // candidate, or backward from the end once past the middle (`update_sums`, inlined
+            // here for the common one-step forward move).
+            let w_of = |i: u32| self.weights.map_or(1.0, |w| w[i as usize]);
+            let first = min_leaf.max(1);
+            let last = nnm.saturating_sub(min_leaf).min(nnm.saturating_sub(1));
+            match self.target {
+                Target::Reg { y } => {
+                    let (mut sum_l, mut wl, mut pos) = (0.0, 0.0, 0);
+                    for q in first..=last {
+                        if q == 0 || entries[q].v <= entries[q - 1].v + FEATURE_THRESHOLD {
+                            continue;
+                        }
+                        if q - pos <= n - q {
+                            for e in &entries[pos..q] {
+                                let w = w_of(e.i);
+                                sum_l += w * y[e.i as usize];
+                                wl += w;
+                            }
+                        } else {
+                            sum_l = stats.sums[0];
+                            wl = stats.w;
+                            for e in entries[q..].iter().rev() {
+                                let w = w_of(e.i);
+                                sum_l -= w * y[e.i as usize];
+                                wl -= w;
+                            }
+                        }
+                        pos = q;
+                        let wr = stats.w - wl;
+                        if wl < min_wleaf || wr < min_wleaf {
+                            continue;
+                        }
+                        let sum_r = stats.sums[0] - sum_l;
+                        consider(sum_l * sum_l / wl + sum_r * sum_r / wr, q - 1, q, q, false);
+                    }
+                }
+                Target::Class { y, n_classes } => {
+                    let k = *n_classes;
+                    let (mut left, mut right) = (vec![0.0; k], vec![0.0; k]);
+                    let (mut wl, mut pos) = (0.0, 0);
+                    let crit = self.cfg.crit;
+                    for q in first..=last {
+                        if q == 0 || entries[q].v <= entries[q - 1].v + FEATURE_THRESHOLD {
+                            continue;
+                        }
+                        if q - pos <= n - q {
+                            for e in &entries[pos..q] {
+                                let w = w_of(e.i);
+                                left[y[e.i as usize] as usize] += w;
+                                wl += w;
+                            }
+                        } else {
+                            left.copy_from_slice(&stats.sums);
+                            wl = stats.w;
+                            for e in entries[q..].iter().rev() {
+                                let w = w_of(e.i);
+                                left[y[e.i as usize] as usize] -= w;
+                                wl -= w;
+                            }
+                        }
+                        pos = q;
+                        let wr = stats.w - wl;
+                        if wl < min_wleaf || wr < min_wleaf {
+                            continue;
+                        }
+                        for ((r, t), l) in right.iter_mut().zip(&stats.sums).zip(&left) {
+                            *r = t - l;
+                        }
+                        let il = class_impurity(crit, &left, wl);
+                        let ir = class_impurity(crit, &right, wr);
+                        consider(-wr * ir - wl * il, q - 1, q, q, false);
+                    }
+                }
+            }
+            return best;
+        }
         let passes = if n_missing > 0 { 2 } else { 1 };
         for pass in 0..passes {
             let mgl = pass == 1;

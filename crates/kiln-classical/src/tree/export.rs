@@ -83,10 +83,8 @@ struct View<'a> {
     criterion: String,
 }
 
-/// Python's `repr` of a float, for the common cases (`2.0`, `0.667`). A rounded -0.0 prints
-/// as 0.0: it only arises from summation-order noise around an impurity of zero.
+/// Python's `repr` of a float, for the common cases (`2.0`, `0.667`, `-0.0`).
 fn py_repr(x: f64) -> String {
-    let x = x + 0.0;
     if x.is_finite() && x == x.trunc() && x.abs() < 1e16 {
         format!("{x:.1}")
     } else {

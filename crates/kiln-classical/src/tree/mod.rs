@@ -15,10 +15,11 @@
 //!
 //! Known differences from scikit-learn:
 //!
-//! * Exact ties between splits that cut the rows identically (often mirrored, in 2- or
-//!   3-sample regression nodes) are decided by float rounding of running sums, which kiln
-//!   accumulates in a different order; the trees then differ in that node's feature and
-//!   threshold only (the parity tests check that every such difference is such a tie).
+//! * Sums are accumulated in scikit-learn's order (its samples array and its forward or
+//!   backward criterion updates are replayed), so even exact ties between features resolve
+//!   alike. Where feature values are tied inside a node, or NaN is present, the order among
+//!   equal values can differ from scikit-learn's sort, which can only move a sum by rounding
+//!   (a near-tie may then break the other way).
 //! * `seed` must fit in 32 bits (scikit-learn's `random_state` range); a missing seed is 0.
 //! * `class_weight = balanced` counts only classes present in the training labels (as
 //!   scikit-learn), while classes named by the dataset but absent keep weight 1 and probability
