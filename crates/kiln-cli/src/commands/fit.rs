@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_classical::linear::{LinearRegressionParams, RidgeParams};
 use kiln_classical::svm::{
-    scaling_warning, ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams, SvcParams,
-    SvrParams,
+    scaling_warning, ClassWeight, DecisionShape, Gamma, Kernel, KernelParams, SolverParams,
+    SvcParams, SvrParams,
 };
 use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaled, ScalerKind};
@@ -244,7 +244,6 @@ pub fn run(args: FitArgs) -> Result<()> {
 
 /// A check of the training features run when `--scale` is not given; returns a warning.
 pub type ScaleCheck = fn(ndarray::ArrayView2<'_, f64>, &[String]) -> Option<String>;
-
 
 /// One fit to run: a model name, its hyperparameters and its task.
 pub struct Job<F> {
