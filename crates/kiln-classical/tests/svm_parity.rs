@@ -176,7 +176,11 @@ fn classification_parity(name: &str) {
                 .zip(want.iter())
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
-            assert!(max_diff < 0.1, "{what}: probabilities differ by {max_diff}");
+            // Measured: 0.016 (iris) and 0.021 (breast_cancer).
+            assert!(
+                max_diff < 0.05,
+                "{what}: probabilities differ by {max_diff}"
+            );
             let a_sk = vector(&m["prob_a"]);
             for (a, b) in model.prob_a().iter().zip(a_sk.iter()) {
                 assert!(a.signum() == b.signum(), "{what}: prob_a {a} vs {b}");
