@@ -143,7 +143,12 @@ impl candle_nn::var_builder::SimpleBackend for SeededVarMap {
         Ok(out)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let data = self
             .map
             .data()
@@ -151,7 +156,9 @@ impl candle_nn::var_builder::SimpleBackend for SeededVarMap {
             .map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
         match data.get(name) {
             Some(v) => Ok(v.as_tensor().clone()),
-            None => candle_core::bail!("variable {name} is not in the map and has no shape to create it"),
+            None => candle_core::bail!(
+                "variable {name} is not in the map and has no shape to create it"
+            ),
         }
     }
 

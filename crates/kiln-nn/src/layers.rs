@@ -128,8 +128,13 @@ impl BatchNorm {
     }
 
     /// A batch norm with explicit `eps` (> 0) and `momentum` (in [0, 1]).
-    pub fn with_options(num_features: usize, eps: f64, momentum: f64, vb: VarBuilder) -> Result<Self> {
-        if !(eps > 0.0) {
+    pub fn with_options(
+        num_features: usize,
+        eps: f64,
+        momentum: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if eps.is_nan() || eps <= 0.0 {
             return Err(Error::param("eps", eps, "> 0"));
         }
         if !(0.0..=1.0).contains(&momentum) {
@@ -268,7 +273,7 @@ impl LayerNorm {
 
     /// A layer norm with explicit `eps` (> 0).
     pub fn with_eps(d: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if !(eps > 0.0) {
+        if eps.is_nan() || eps <= 0.0 {
             return Err(Error::param("eps", eps, "> 0"));
         }
         Ok(Self {
@@ -295,7 +300,7 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// An RMS norm over `d` features with the given `eps` (> 0).
     pub fn new(d: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if !(eps > 0.0) {
+        if eps.is_nan() || eps <= 0.0 {
             return Err(Error::param("eps", eps, "> 0"));
         }
         Ok(Self {
@@ -368,4 +373,3 @@ pub fn flatten(xs: &Tensor) -> Result<Tensor> {
 pub fn softmax(xs: &Tensor) -> Result<Tensor> {
     ops::softmax_last_dim(xs)
 }
-

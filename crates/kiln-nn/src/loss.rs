@@ -76,5 +76,9 @@ pub fn correct(logits: &Tensor, targets: &Tensor) -> Result<usize> {
             t.elem_count()
         )));
     }
-    Ok(pred.eq(&t)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
+    Ok(pred
+        .eq(&t)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()? as usize)
 }

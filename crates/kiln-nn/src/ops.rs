@@ -31,7 +31,10 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> CResult<&'a [f32]> 
 fn last_dim(l: &Layout, op: &str) -> CResult<usize> {
     match l.dims().last() {
         Some(&d) if d > 0 => Ok(d),
-        _ => candle_core::bail!("{op}: expected at least one dimension of size > 0, got shape {:?}", l.dims()),
+        _ => candle_core::bail!(
+            "{op}: expected at least one dimension of size > 0, got shape {:?}",
+            l.dims()
+        ),
     }
 }
 
@@ -106,7 +109,11 @@ impl CustomOp3 for LayerNormOp {
         let b = f32_slice(s3, l3, self.name())?;
         let d = last_dim(l1, self.name())?;
         if w.len() != d || b.len() != d {
-            candle_core::bail!("layer norm: weight and bias must have {d} elements, got {} and {}", w.len(), b.len());
+            candle_core::bail!(
+                "layer norm: weight and bias must have {d} elements, got {} and {}",
+                w.len(),
+                b.len()
+            );
         }
         let mut out = vec![0f32; x.len()];
         for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
@@ -242,10 +249,18 @@ impl Pool2d {
     /// Check the geometry: kernel and stride ≥ 1, padding ≤ kernel / 2.
     pub fn validate(&self) -> Result<()> {
         if self.kernel.0 == 0 || self.kernel.1 == 0 {
-            return Err(Error::param("pool kernel", format!("{:?}", self.kernel), "sizes ≥ 1"));
+            return Err(Error::param(
+                "pool kernel",
+                format!("{:?}", self.kernel),
+                "sizes ≥ 1",
+            ));
         }
         if self.stride.0 == 0 || self.stride.1 == 0 {
-            return Err(Error::param("pool stride", format!("{:?}", self.stride), "sizes ≥ 1"));
+            return Err(Error::param(
+                "pool stride",
+                format!("{:?}", self.stride),
+                "sizes ≥ 1",
+            ));
         }
         if 2 * self.padding.0 > self.kernel.0 || 2 * self.padding.1 > self.kernel.1 {
             return Err(Error::param(
@@ -281,7 +296,9 @@ impl Pool2d {
                     .map_err(|e| candle_core::Error::Msg(format!("{op}: {e}")))?;
                 Ok((b * c, h, w, oh, ow))
             }
-            d => candle_core::bail!("{op}: expected a (batch, channels, height, width) input, got shape {d:?}"),
+            d => candle_core::bail!(
+                "{op}: expected a (batch, channels, height, width) input, got shape {d:?}"
+            ),
         }
     }
 
@@ -369,7 +386,11 @@ impl CustomOp2 for MaxPool2dGrad {
         let g = f32_slice(s2, l2, self.name())?;
         let (planes, h, w, oh, ow) = self.0.dims4(l1, self.name())?;
         if g.len() != planes * oh * ow {
-            candle_core::bail!("max-pool grad: expected {} gradient values, got {}", planes * oh * ow, g.len());
+            candle_core::bail!(
+                "max-pool grad: expected {} gradient values, got {}",
+                planes * oh * ow,
+                g.len()
+            );
         }
         let mut dx = vec![0f32; x.len()];
         for ((plane, gp), dp) in x
@@ -486,7 +507,10 @@ pub fn avg_pool2d(xs: &Tensor, pool: Pool2d) -> Result<Tensor> {
 
 fn check_f32_4d(xs: &Tensor, op: &str) -> Result<()> {
     if xs.dtype() != DType::F32 {
-        return Err(Error::shape(format!("{op}: expected f32 input, got {:?}", xs.dtype())));
+        return Err(Error::shape(format!(
+            "{op}: expected f32 input, got {:?}",
+            xs.dtype()
+        )));
     }
     if xs.rank() != 4 {
         return Err(Error::shape(format!(

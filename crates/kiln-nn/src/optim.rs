@@ -168,7 +168,10 @@ impl OptimizerConfig {
                 if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
                     return Err(Error::param(
                         "nesterov",
-                        format!("true with momentum {} and dampening {}", c.momentum, c.dampening),
+                        format!(
+                            "true with momentum {} and dampening {}",
+                            c.momentum, c.dampening
+                        ),
                         "momentum > 0 and dampening = 0",
                     ));
                 }
@@ -369,7 +372,11 @@ impl Optimizer {
 /// Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, params: &Params, max_norm: f64) -> Result<f64> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
-        return Err(Error::param("clip_grad_norm", max_norm, "a finite number > 0"));
+        return Err(Error::param(
+            "clip_grad_norm",
+            max_norm,
+            "a finite number > 0",
+        ));
     }
     let mut sq = Vec::new();
     for (_, var) in params.iter() {

@@ -142,6 +142,7 @@ pub struct Rnn {
 
 impl Rnn {
     /// `torch.nn.RNN` with tanh.
+    #[allow(clippy::self_named_constructors)]
     pub fn rnn(config: RnnConfig, vb: VarBuilder) -> Result<Self> {
         Self::new(CellKind::RnnTanh, config, vb)
     }
@@ -172,7 +173,8 @@ impl Rnn {
             let mut dirs = Vec::with_capacity(nd);
             for d in 0..nd {
                 let sfx = if d == 1 { "_reverse" } else { "" };
-                let w_ih = vb.get_with_hints((g * h, in_dim), &format!("weight_ih_l{l}{sfx}"), init)?;
+                let w_ih =
+                    vb.get_with_hints((g * h, in_dim), &format!("weight_ih_l{l}{sfx}"), init)?;
                 let w_hh = vb.get_with_hints((g * h, h), &format!("weight_hh_l{l}{sfx}"), init)?;
                 let (b_ih, b_hh) = if config.bias {
                     (
@@ -182,7 +184,12 @@ impl Rnn {
                 } else {
                     (None, None)
                 };
-                dirs.push(Direction { w_ih, w_hh, b_ih, b_hh });
+                dirs.push(Direction {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                });
             }
             layers.push(dirs);
         }
@@ -208,11 +215,20 @@ impl Rnn {
     /// Run the sequence `xs` ((T, B, I), or (B, T, I) with `batch_first`) from the initial state
     /// `state` (zeros if `None`). Returns the top layer's outputs ((T, B, D·H) or (B, T, D·H))
     /// and the final state of every layer and direction.
-    pub fn forward(&self, xs: &Tensor, state: Option<&RnnState>, mode: &Mode) -> Result<(Tensor, RnnState)> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        state: Option<&RnnState>,
+        mode: &Mode,
+    ) -> Result<(Tensor, RnnState)> {
         let cfg = &self.config;
         let (h, nd) = (cfg.hidden_size, cfg.directions());
         if xs.rank() != 3 || xs.dim(2)? != cfg.input_size {
-            let want = if cfg.batch_first { "(B, T, I)" } else { "(T, B, I)" };
+            let want = if cfg.batch_first {
+                "(B, T, I)"
+            } else {
+                "(T, B, I)"
+            };
             return Err(Error::shape(format!(
                 "recurrent layer: expected input {want} with I = {}, got {:?}",
                 cfg.input_size,
@@ -226,7 +242,9 @@ impl Rnn {
         };
         let (t_len, b) = (x.dim(0)?, x.dim(1)?);
         if t_len == 0 {
-            return Err(Error::shape("recurrent layer: the sequence is empty (T = 0)".to_string()));
+            return Err(Error::shape(
+                "recurrent layer: the sequence is empty (T = 0)".to_string(),
+            ));
         }
         let ld = cfg.num_layers * nd;
         let (h0, c0) = match state {
@@ -328,17 +346,22 @@ impl Rnn {
                     let f = sig.narrow(1, hs, hs)?;
                     let g = gates.narrow(1, 2 * hs, hs)?.tanh()?;
                     let o = sig.narrow(1, 3 * hs, hs)?;
-                    let c_prev = c.as_ref().ok_or_else(|| Error::shape("LSTM without cell state"))?;
+                    let c_prev = c
+                        .as_ref()
+                        .ok_or_else(|| Error::shape("LSTM without cell state"))?;
                     let c_new = ((f * c_prev)? + (i * g)?)?;
                     h = (o * c_new.tanh()?)?;
                     c = Some(c_new);
                 }
                 CellKind::Gru => {
                     // r, z from the summed projections; n uses r ⊙ (W_hn h + b_hn)
-                    let rz = candle_nn::ops::sigmoid(&(xt.narrow(1, 0, 2 * hs)? + hw.narrow(1, 0, 2 * hs)?)?)?;
+                    let rz = candle_nn::ops::sigmoid(
+                        &(xt.narrow(1, 0, 2 * hs)? + hw.narrow(1, 0, 2 * hs)?)?,
+                    )?;
                     let r = rz.narrow(1, 0, hs)?;
                     let z = rz.narrow(1, hs, hs)?;
-                    let n = (xt.narrow(1, 2 * hs, hs)? + (r * hw.narrow(1, 2 * hs, hs)?)?)?.tanh()?;
+                    let n =
+                        (xt.narrow(1, 2 * hs, hs)? + (r * hw.narrow(1, 2 * hs, hs)?)?)?.tanh()?;
                     // h' = (1 - z) ⊙ n + z ⊙ h = n + z ⊙ (h - n)
                     h = (&n + (z * (&h - &n)?)?)?;
                 }

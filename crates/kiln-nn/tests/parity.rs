@@ -21,11 +21,20 @@ fn layers_fixture() -> Value {
 
 /// Run `forward` on the fixture's input with the fixture's parameters; compare the output, the
 /// input gradient and every parameter gradient with PyTorch's.
-fn check_case(case: &Value, what: &str, forward: impl Fn(&Tensor, candle_nn::VarBuilder) -> Result<Tensor>) {
+fn check_case(
+    case: &Value,
+    what: &str,
+    forward: impl Fn(&Tensor, candle_nn::VarBuilder) -> Result<Tensor>,
+) {
     let (map, vb) = var_map(&case["params"]);
     let x = Var::from_tensor(&tensor(&case["input"])).unwrap();
     let out = forward(x.as_tensor(), vb).unwrap();
-    assert_close(&out, &tensor(&case["output"]), TOL, &format!("{what} output"));
+    assert_close(
+        &out,
+        &tensor(&case["output"]),
+        TOL,
+        &format!("{what} output"),
+    );
     let grads = weighted_sum(&out, &tensor(&case["r"])).backward().unwrap();
     assert_close(
         grads.get(x.as_tensor()).expect("input gradient"),
@@ -46,7 +55,9 @@ fn check_case(case: &Value, what: &str, forward: impl Fn(&Tensor, candle_nn::Var
 #[test]
 fn linear_matches_pytorch() {
     let f = layers_fixture();
-    check_case(&f["linear"], "linear", |x, vb| layers::apply(&layers::linear(4, 3, vb)?, x));
+    check_case(&f["linear"], "linear", |x, vb| {
+        layers::apply(&layers::linear(4, 3, vb)?, x)
+    });
 }
 
 #[test]
@@ -56,7 +67,14 @@ fn conv2d_matches_pytorch() {
         let c = &f[name]["config"];
         let g = |k: &str| c[k].as_u64().unwrap() as usize;
         check_case(&f[name], name, |x, vb| {
-            let conv = layers::conv2d(g("in"), g("out"), g("kernel"), g("stride"), g("padding"), vb)?;
+            let conv = layers::conv2d(
+                g("in"),
+                g("out"),
+                g("kernel"),
+                g("stride"),
+                g("padding"),
+                vb,
+            )?;
             layers::apply(&conv, x)
         });
     }
@@ -103,14 +121,34 @@ fn batchnorm_matches_pytorch_in_train_and_eval() {
         });
         if train {
             // check_case built its own map; rebuild one to check the running statistics.
-            let vb = candle_nn::VarBuilder::from_varmap(&map, candle_core::DType::F32, &candle_core::Device::Cpu);
+            let vb = candle_nn::VarBuilder::from_varmap(
+                &map,
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            );
             let bn = BatchNorm::new(c, vb).unwrap();
-            bn.forward(&tensor(&case["input"]), &Mode::train(0)).unwrap();
-            assert_close(bn.running_mean(), &tensor(&case["running_mean_after"]), TOL, "running_mean");
-            assert_close(bn.running_var(), &tensor(&case["running_var_after"]), TOL, "running_var");
+            bn.forward(&tensor(&case["input"]), &Mode::train(0))
+                .unwrap();
+            assert_close(
+                bn.running_mean(),
+                &tensor(&case["running_mean_after"]),
+                TOL,
+                "running_mean",
+            );
+            assert_close(
+                bn.running_var(),
+                &tensor(&case["running_var_after"]),
+                TOL,
+                "running_var",
+            );
             // The map itself was updated (the trainer checkpoints it).
             let rm = vars(&map)["running_mean"].as_tensor().clone();
-            assert_close(&rm, &tensor(&case["running_mean_after"]), TOL, "map running_mean");
+            assert_close(
+                &rm,
+                &tensor(&case["running_mean_after"]),
+                TOL,
+                "map running_mean",
+            );
         }
     }
 }
@@ -121,8 +159,12 @@ fn dropout_eval_layer_norm_rms_norm_softmax_match_pytorch() {
     check_case(&f["dropout_eval"], "dropout (eval)", |x, _| {
         Dropout::new(0.5)?.forward(x, &Mode::eval())
     });
-    check_case(&f["layernorm"], "layer norm", |x, vb| LayerNorm::new(5, vb)?.forward(x));
-    check_case(&f["rmsnorm"], "rms norm", |x, vb| RmsNorm::new(5, 1e-6, vb)?.forward(x));
+    check_case(&f["layernorm"], "layer norm", |x, vb| {
+        LayerNorm::new(5, vb)?.forward(x)
+    });
+    check_case(&f["rmsnorm"], "rms norm", |x, vb| {
+        RmsNorm::new(5, 1e-6, vb)?.forward(x)
+    });
     check_case(&f["softmax"], "softmax", |x, _| ops::softmax_last_dim(x));
 }
 
@@ -142,30 +184,62 @@ fn rnn_lstm_gru_two_layers_bidirectional_match_pytorch() {
         let rnn = Rnn::new(kind, cfg, vb).unwrap();
         let x = Var::from_tensor(&tensor(&case["input"])).unwrap();
         let h0 = Var::from_tensor(&tensor(&case["h0"])).unwrap();
-        let c0 = case.get("c0").map(|c| Var::from_tensor(&tensor(c)).unwrap());
+        let c0 = case
+            .get("c0")
+            .map(|c| Var::from_tensor(&tensor(c)).unwrap());
         let state = RnnState {
             h: h0.as_tensor().clone(),
             c: c0.as_ref().map(|c| c.as_tensor().clone()),
         };
-        let (out, st) = rnn.forward(x.as_tensor(), Some(&state), &Mode::eval()).unwrap();
-        assert_close(&out, &tensor(&case["output"]), TOL, &format!("{name} output"));
+        let (out, st) = rnn
+            .forward(x.as_tensor(), Some(&state), &Mode::eval())
+            .unwrap();
+        assert_close(
+            &out,
+            &tensor(&case["output"]),
+            TOL,
+            &format!("{name} output"),
+        );
         assert_close(&st.h, &tensor(&case["h_n"]), TOL, &format!("{name} h_n"));
-        let mut l = (weighted_sum(&out, &tensor(&case["r"])) + weighted_sum(&st.h, &tensor(&case["rh"]))).unwrap();
+        let mut l = (weighted_sum(&out, &tensor(&case["r"]))
+            + weighted_sum(&st.h, &tensor(&case["rh"])))
+        .unwrap();
         if let Some(c) = &st.c {
             assert_close(c, &tensor(&case["c_n"]), TOL, &format!("{name} c_n"));
             l = (l + weighted_sum(c, &tensor(&case["rc"]))).unwrap();
         }
         let grads = l.backward().unwrap();
-        assert_close(grads.get(x.as_tensor()).unwrap(), &tensor(&case["grad_input"]), TOL, &format!("{name} grad input"));
-        assert_close(grads.get(h0.as_tensor()).unwrap(), &tensor(&case["grad_h0"]), TOL, &format!("{name} grad h0"));
+        assert_close(
+            grads.get(x.as_tensor()).unwrap(),
+            &tensor(&case["grad_input"]),
+            TOL,
+            &format!("{name} grad input"),
+        );
+        assert_close(
+            grads.get(h0.as_tensor()).unwrap(),
+            &tensor(&case["grad_h0"]),
+            TOL,
+            &format!("{name} grad h0"),
+        );
         if let Some(c0) = &c0 {
-            assert_close(grads.get(c0.as_tensor()).unwrap(), &tensor(&case["grad_c0"]), TOL, &format!("{name} grad c0"));
+            assert_close(
+                grads.get(c0.as_tensor()).unwrap(),
+                &tensor(&case["grad_c0"]),
+                TOL,
+                &format!("{name} grad c0"),
+            );
         }
         let vs = vars(&map);
         let gp = case["grad_params"].as_object().unwrap();
-        assert_eq!(gp.len(), vs.len(), "{name}: parameter count (PyTorch names)");
+        assert_eq!(
+            gp.len(),
+            vs.len(),
+            "{name}: parameter count (PyTorch names)"
+        );
         for (p, want) in gp {
-            let g = grads.get(vs[p].as_tensor()).unwrap_or_else(|| panic!("{name}: no grad for {p}"));
+            let g = grads
+                .get(vs[p].as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no grad for {p}"));
             assert_close(g, &tensor(want), TOL, &format!("{name} grad {p}"));
         }
     }
@@ -176,26 +250,46 @@ fn losses_match_pytorch() {
     let f: Value = serde_json::from_str(include_str!("reference/parity_losses.json")).unwrap();
     let ce = &f["cross_entropy"];
     let logits = Var::from_tensor(&tensor(&ce["logits"])).unwrap();
-    let targets: Vec<u32> = ce["targets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let targets: Vec<u32> = ce["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let targets = Tensor::new(targets.as_slice(), &candle_core::Device::Cpu).unwrap();
     let l = loss::cross_entropy(logits.as_tensor(), &targets).unwrap();
     assert!((l.to_scalar::<f32>().unwrap() as f64 - ce["loss"].as_f64().unwrap()).abs() < TOL);
     let g = l.backward().unwrap();
-    assert_close(g.get(logits.as_tensor()).unwrap(), &tensor(&ce["grad_logits"]), TOL, "ce grad");
+    assert_close(
+        g.get(logits.as_tensor()).unwrap(),
+        &tensor(&ce["grad_logits"]),
+        TOL,
+        "ce grad",
+    );
 
     let m = &f["mse"];
     let pred = Var::from_tensor(&tensor(&m["pred"])).unwrap();
     let l = loss::mse(pred.as_tensor(), &tensor(&m["target"])).unwrap();
     assert!((l.to_scalar::<f32>().unwrap() as f64 - m["loss"].as_f64().unwrap()).abs() < TOL);
     let g = l.backward().unwrap();
-    assert_close(g.get(pred.as_tensor()).unwrap(), &tensor(&m["grad_pred"]), TOL, "mse grad");
+    assert_close(
+        g.get(pred.as_tensor()).unwrap(),
+        &tensor(&m["grad_pred"]),
+        TOL,
+        "mse grad",
+    );
 
     let b = &f["bce_with_logits"];
     let lg = Var::from_tensor(&tensor(&b["logits"])).unwrap();
     let l = loss::binary_cross_entropy_with_logits(lg.as_tensor(), &tensor(&b["target"])).unwrap();
     assert!((l.to_scalar::<f32>().unwrap() as f64 - b["loss"].as_f64().unwrap()).abs() < TOL);
     let g = l.backward().unwrap();
-    assert_close(g.get(lg.as_tensor()).unwrap(), &tensor(&b["grad_logits"]), TOL, "bce grad");
+    assert_close(
+        g.get(lg.as_tensor()).unwrap(),
+        &tensor(&b["grad_logits"]),
+        TOL,
+        "bce grad",
+    );
 }
 
 #[test]
@@ -237,8 +331,16 @@ fn gradient_clipping_matches_torch() {
     let mut grads = l.backward().unwrap();
     let params = Params::from_var_map(&map).unwrap();
     let norm = clip_grad_norm(&mut grads, &params, c["max_norm"].as_f64().unwrap()).unwrap();
-    assert!((norm - c["norm"].as_f64().unwrap()).abs() < 1e-4, "norm {norm}");
+    assert!(
+        (norm - c["norm"].as_f64().unwrap()).abs() < 1e-4,
+        "norm {norm}"
+    );
     for p in ["w", "b"] {
-        assert_close(grads.get(vs[p].as_tensor()).unwrap(), &tensor(&c["clipped"][p]), TOL, p);
+        assert_close(
+            grads.get(vs[p].as_tensor()).unwrap(),
+            &tensor(&c["clipped"][p]),
+            TOL,
+            p,
+        );
     }
 }

@@ -73,7 +73,11 @@ pub fn check_grad(f: impl Fn(&Tensor) -> Tensor, x: &Tensor, eps: f64, tol: f64,
             let mut v = base.clone();
             v[i] = (v[i] as f64 + d) as f32;
             let t = Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap();
-            f(&t).to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+            f(&t)
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         let num = (eval(eps) - eval(-eps)) / (2.0 * eps);
         let err = (num - g[i] as f64).abs();
