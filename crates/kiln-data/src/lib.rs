@@ -1,1 +1,4 @@
 //! placeholder
+
+pub mod idx;
+pub mod text;
