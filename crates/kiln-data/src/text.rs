@@ -65,8 +65,8 @@ impl CharVocab {
         let mut seen = HashMap::new();
         let mut out = Vec::with_capacity(chars.len());
         for c in chars {
-            if !seen.contains_key(&c) {
-                seen.insert(c, out.len() as u32);
+            if let std::collections::hash_map::Entry::Vacant(e) = seen.entry(c) {
+                e.insert(out.len() as u32);
                 out.push(c);
             }
         }
