@@ -344,3 +344,41 @@ fn gradient_clipping_matches_torch() {
         );
     }
 }
+
+#[test]
+fn pytorch_state_dict_safetensors_load_directly() {
+    let io: Value = serde_json::from_str(include_str!("reference/state_dict_io.json")).unwrap();
+    for (kind, bytes) in [
+        (
+            CellKind::Lstm,
+            &include_bytes!("reference/lstm_state_dict.safetensors")[..],
+        ),
+        (
+            CellKind::Gru,
+            &include_bytes!("reference/gru_state_dict.safetensors")[..],
+        ),
+    ] {
+        let name = if kind == CellKind::Lstm {
+            "lstm"
+        } else {
+            "gru"
+        };
+        let vb = candle_nn::VarBuilder::from_buffered_safetensors(
+            bytes.to_vec(),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let cfg = RnnConfig {
+            num_layers: 2,
+            bidirectional: true,
+            batch_first: true,
+            ..RnnConfig::new(3, 4)
+        };
+        let rnn = Rnn::new(kind, cfg, vb).unwrap();
+        let (out, _) = rnn
+            .forward(&tensor(&io[name]["input"]), None, &Mode::eval())
+            .unwrap();
+        assert_close(&out, &tensor(&io[name]["output"]), TOL, name);
+    }
+}

@@ -45,6 +45,25 @@ impl TensorData {
         Ok(Self { x, y })
     }
 
+    /// A kiln table: features as f32 (N, F); targets as u32 class indices (N) for
+    /// classification, f32 values (N) for regression.
+    pub fn from_dataset(ds: &kiln_core::Dataset) -> Result<Self> {
+        let (n, f) = (ds.n_samples(), ds.n_features());
+        let x: Vec<f32> = ds.x.iter().map(|&v| v as f32).collect();
+        let x = Tensor::from_vec(x, (n, f), &Device::Cpu)?;
+        let y = match ds.task() {
+            kiln_core::Task::Classification => {
+                let y: Vec<u32> = ds.labels().into_iter().map(|c| c as u32).collect();
+                Tensor::from_vec(y, n, &Device::Cpu)?
+            }
+            kiln_core::Task::Regression => {
+                let y: Vec<f32> = ds.y.iter().map(|&v| v as f32).collect();
+                Tensor::from_vec(y, n, &Device::Cpu)?
+            }
+        };
+        Self::new(x, y)
+    }
+
     /// Features.
     pub fn x(&self) -> &Tensor {
         &self.x

@@ -698,3 +698,42 @@ fn progress_writes_plain_lines_or_a_bar() {
     let text = String::from_utf8(buf).unwrap();
     assert!(text.contains("\r[") && text.contains("step 4/4"), "{text}");
 }
+
+#[test]
+fn tables_become_tensor_data() {
+    let x = ndarray::array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    let names = kiln_core::Dataset::default_feature_names(2);
+    let ds = kiln_core::Dataset::classification(
+        x.clone(),
+        ndarray::array![1.0, 0.0, 2.0],
+        names.clone(),
+        "t",
+        vec!["a".into(), "b".into(), "c".into()],
+    )
+    .unwrap();
+    let d = TensorData::from_dataset(&ds).unwrap();
+    assert_eq!(
+        d.x().to_vec2::<f32>().unwrap(),
+        [[1., 2.], [3., 4.], [5., 6.]]
+    );
+    assert_eq!(d.y().to_vec1::<u32>().unwrap(), [1, 0, 2]);
+    let (bx, by) = d.batch(&[2, 0]).unwrap();
+    assert_eq!(
+        (bx.to_vec2::<f32>().unwrap(), by.to_vec1::<u32>().unwrap()),
+        (vec![vec![5., 6.], vec![1., 2.]], vec![2, 1])
+    );
+    let ds = kiln_core::Dataset::regression(x, ndarray::array![0.5, 1.5, 2.5], names, "t").unwrap();
+    assert_eq!(
+        TensorData::from_dataset(&ds)
+            .unwrap()
+            .y()
+            .to_vec1::<f32>()
+            .unwrap(),
+        [0.5, 1.5, 2.5]
+    );
+    assert!(d
+        .batch(&[3])
+        .unwrap_err()
+        .to_string()
+        .contains("index 3 out of range for 3"));
+}
