@@ -11,7 +11,7 @@ use kiln_models::cnn::{LeNet5, LeNetConfig};
 use kiln_nn::init::{sample, SeededVarMap};
 use kiln_nn::optim::{AdamConfig, Optimizer, OptimizerConfig, Params};
 use kiln_nn::rnn::{Rnn, RnnConfig};
-use kiln_nn::{loss, Mode, TrainStep};
+use kiln_nn::{Mode, TrainStep};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     sample(
@@ -25,13 +25,16 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
     .expect("random tensor")
 }
 
+/// One training step's loss in the given mode.
+type StepFn = Box<dyn Fn(&Mode) -> kiln_nn::Result<Tensor>>;
+
 fn main() -> kiln_nn::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("lenet");
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
     let vars = SeededVarMap::new(0);
     let vb = vars.var_builder();
-    let step_fn: Box<dyn Fn(&Mode) -> kiln_nn::Result<Tensor>> = match model {
+    let step_fn: StepFn = match model {
         "lenet" => {
             let net = LeNet5::new(LeNetConfig::default(), vb)?;
             let x = randn(&[64, 1, 28, 28], 1);
@@ -77,7 +80,6 @@ fn main() -> kiln_nn::Result<()> {
     };
     run(2)?; // warm-up
     let secs = run(steps)?;
-    let _ = loss::mse; // (the LSTM/GRU loss is a plain mean of squares, as in the Python script)
     println!(
         "{{\"model\": \"{model}\", \"steps\": {steps}, \"ms_per_step\": {:.3}}}",
         1000.0 * secs / steps as f64
