@@ -34,6 +34,7 @@ pub struct Progress<W: Write> {
     loss: Option<f64>,
     metric: Option<String>,
     rate: Option<f64>,
+    last_draw: Option<Instant>,
 }
 
 impl<W: Write> Progress<W> {
@@ -47,6 +48,7 @@ impl<W: Write> Progress<W> {
             loss: None,
             metric: None,
             rate: None,
+            last_draw: None,
         }
     }
 
@@ -82,7 +84,13 @@ impl<W: Write> Observer for Progress<W> {
     }
 
     fn on_step(&mut self, step: usize, loss: f64) {
-        if self.bar {
+        // redraw at most ten times a second (and always on the last step)
+        let due = self
+            .last_draw
+            .is_none_or(|t| t.elapsed().as_millis() >= 100)
+            || step == self.total;
+        if self.bar && due {
+            self.last_draw = Some(Instant::now());
             self.loss = Some(loss);
             let width = 30;
             let filled = (width * step) / self.total.max(1);
