@@ -70,16 +70,27 @@ fn main() -> kiln_nn::Result<()> {
         OptimizerConfig::Adam(AdamConfig::default()),
         Params::from_var_map(vars.var_map())?,
     )?;
+    let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
     let mut run = |n: usize| -> kiln_nn::Result<f64> {
         let t0 = Instant::now();
         for s in 0..n {
+            let t = Instant::now();
             let l = step_fn(&Mode::train(s as u64))?;
-            opt.step(&l.backward()?)?;
+            t_fwd += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let g = l.backward()?;
+            t_bwd += t.elapsed().as_secs_f64();
+            opt.step(&g)?;
         }
         Ok(t0.elapsed().as_secs_f64())
     };
     run(2)?; // warm-up
     let secs = run(steps)?;
+    eprintln!(
+        "forward {:.1} ms/step, backward {:.1} ms/step (incl. warm-up)",
+        1000.0 * t_fwd / (steps + 2) as f64,
+        1000.0 * t_bwd / (steps + 2) as f64
+    );
     println!(
         "{{\"model\": \"{model}\", \"steps\": {steps}, \"ms_per_step\": {:.3}}}",
         1000.0 * secs / steps as f64
