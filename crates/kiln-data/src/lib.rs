@@ -10,6 +10,8 @@
 //! * [`builtin`]: iris, wine, breast_cancer, diabetes and digits, embedded in the binary.
 //! * [`synthetic`]: seeded `make_regression`, `make_classification` and `make_blobs` with
 //!   scikit-learn's parameters and defaults.
+//! * [`idx`]: IDX image and label files (plain or gzip), MNIST.
+//! * [`text`]: plain-text corpora and a character vocabulary for language models.
 //!
 //! ```
 //! use kiln_data::{builtin, parse_csv, CsvOptions, TaskHint};
@@ -37,8 +39,10 @@
 
 pub mod builtin;
 pub mod error;
+pub mod idx;
 pub mod synthetic;
 mod table;
+pub mod text;
 
 pub use error::{Error, Result};
 pub use table::{

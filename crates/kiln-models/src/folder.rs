@@ -1,0 +1,66 @@
+//! Neural models as kiln model folders: `config.json` (kind, format version, hyperparameters)
+//! and `model.safetensors` with the network's own (PyTorch-style) tensor names.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use kiln_core::folder::{FolderConfig, ModelMeta, TensorData, Tensors};
+use kiln_core::ModelFolder;
+use kiln_nn::{Error, Result};
+
+/// Save the variables of `vars` and the model's `config` under `kind` into `dir`.
+pub fn save(
+    dir: &Path,
+    kind: &str,
+    meta: &ModelMeta,
+    config: serde_json::Value,
+    vars: &VarMap,
+) -> Result<()> {
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| Error::shape("variable map lock poisoned"))?;
+    let mut tensors = Tensors::new();
+    for (name, var) in data.iter() {
+        let t = var.as_tensor();
+        let values = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        tensors.insert_f32(name, t.dims(), values);
+    }
+    ModelFolder::save_parts(dir, kind, meta, config, &tensors)?;
+    Ok(())
+}
+
+/// Read the folder in `dir`, check it holds a `kind` model, and return its config and a
+/// `VarBuilder` over its tensors.
+pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>)> {
+    let (config, tensors) = ModelFolder::load_parts(dir)?;
+    if config.kind != kind {
+        return Err(kiln_core::Error::folder(
+            dir,
+            format!("holds a {:?} model, expected {kind:?}", config.kind),
+        )
+        .into());
+    }
+    let mut map = HashMap::new();
+    for name in tensors.names() {
+        let t = tensors.get(name)?;
+        let values: Vec<f32> = match &t.data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        };
+        map.insert(
+            name.to_string(),
+            Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?,
+        );
+    }
+    Ok((
+        config,
+        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    ))
+}

@@ -1,0 +1,28 @@
+//! # kiln-models: named networks
+//!
+//! Every network is built from a candle `VarBuilder` — a [`kiln_nn::init::SeededVarMap`] to
+//! train, a model folder ([`folder::load`]) to predict — and implements
+//! [`kiln_nn::TrainStep`] beside its forward pass, so `kiln-train` can drive it without
+//! knowing what it is.
+//!
+//! * [`mlp`]: multi-layer perceptron for tabular classification and regression.
+//! * [`cnn`]: LeNet-5 and a configurable convolution stack.
+//! * [`rnn`]: RNN/LSTM/GRU sequence classifier and character language model with sampling.
+//! * [`folder`]: save and load as `config.json` + `model.safetensors`.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use kiln_models::mlp::{Mlp, MlpConfig};
+//! use kiln_nn::{init::SeededVarMap, Mode};
+//! let vars = SeededVarMap::new(0);
+//! let cfg = MlpConfig { input_dim: 4, hidden: vec![8], output_dim: 3, ..Default::default() };
+//! let mlp = Mlp::new(cfg, vars.var_builder()).unwrap();
+//! let x = Tensor::zeros((5, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+//! assert_eq!(mlp.forward(&x, &Mode::eval()).unwrap().dims(), &[5, 3]);
+//! ```
+#![warn(missing_docs)]
+
+pub mod cnn;
+pub mod folder;
+pub mod mlp;
+pub mod rnn;

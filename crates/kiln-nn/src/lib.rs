@@ -1,0 +1,53 @@
+//! # kiln-nn: neural-network building blocks on candle
+//!
+//! Tensors, autograd and the layers whose forward and backward passes are right come from
+//! candle (`candle-core`, `candle-nn`); what candle lacks or gets wrong, kiln writes:
+//!
+//! * [`ops`]: softmax, layer norm and RMS norm with backward passes; max pooling with the exact
+//!   gradient and any kernel/stride/padding; average pooling (custom ops, swappable).
+//! * [`init`]: [`init::SeededVarMap`], a `VarBuilder` backend whose initialisation is seeded
+//!   (candle's CPU generator cannot be).
+//! * [`layers`]: PyTorch-initialised `linear`/`conv2d`, [`layers::BatchNorm`],
+//!   seeded [`layers::Dropout`], [`layers::LayerNorm`], [`layers::RmsNorm`], activations, and
+//!   [`layers::Mode`] (training with a seeded generator, or evaluation).
+//! * [`rnn`]: multi-layer, bidirectional RNN/LSTM/GRU with PyTorch's names and layout.
+//! * [`loss`]: cross-entropy, MSE, binary cross-entropy with logits.
+//! * [`optim`]: SGD (momentum, Nesterov, weight decay), Adam (L2), AdamW, with checkpointable
+//!   state, and global-norm gradient clipping.
+//! * [`step::TrainStep`]: batch in, loss out — all the trainer knows about a network.
+//!
+//! ```
+//! use candle_core::{Tensor, Device};
+//! use kiln_nn::{init::SeededVarMap, layers, loss, optim};
+//!
+//! let vars = SeededVarMap::new(0);
+//! let fc = layers::linear(2, 1, vars.var_builder().pp("fc")).unwrap();
+//! let x = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
+//! let y = Tensor::new(&[[1f32], [2.]], &Device::Cpu).unwrap();
+//! let params = optim::Params::from_var_map(vars.var_map()).unwrap();
+//! let mut opt = optim::Optimizer::new(
+//!     optim::OptimizerConfig::Sgd(optim::SgdConfig { lr: 0.01, ..Default::default() }),
+//!     params,
+//! ).unwrap();
+//! let first = loss::mse(&layers::apply(&fc, &x).unwrap(), &y).unwrap();
+//! for _ in 0..20 {
+//!     let l = loss::mse(&layers::apply(&fc, &x).unwrap(), &y).unwrap();
+//!     opt.step(&l.backward().unwrap()).unwrap();
+//! }
+//! let last = loss::mse(&layers::apply(&fc, &x).unwrap(), &y).unwrap();
+//! assert!(last.to_scalar::<f32>().unwrap() < first.to_scalar::<f32>().unwrap());
+//! ```
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod ops;
+pub mod optim;
+pub mod rnn;
+pub mod step;
+
+pub use error::{Error, Result};
+pub use layers::Mode;
+pub use step::{EvalSums, TrainStep};

@@ -1,0 +1,522 @@
+//! Operations that candle lacks or gets wrong, as candle custom ops with explicit backward passes.
+//!
+//! * [`softmax_last_dim`], [`layer_norm`], [`rms_norm`]: candle 0.11's fused versions have no
+//!   backward pass (gradients silently stop there); these have one.
+//! * [`max_pool2d`]: candle's gradient is 1/(k·k) of the true value and kernel ≠ stride is an
+//!   error; this one routes the whole gradient to the (first) maximum, like PyTorch, for any
+//!   kernel, stride and padding.
+//! * [`avg_pool2d`]: any kernel, stride and padding, with PyTorch's `count_include_pad=True`.
+//!
+//! Forward passes are plain loops over contiguous f32 slices; backward passes are either tensor
+//! expressions (so they are differentiable again) or a second custom op. Each op is a small
+//! struct, so a faster kernel can replace one without touching the layers.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
+
+use crate::{Error, Result};
+
+type CResult<T> = candle_core::Result<T>;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> CResult<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op}: expected f32 input"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous input"),
+    }
+}
+
+fn last_dim(l: &Layout, op: &str) -> CResult<usize> {
+    match l.dims().last() {
+        Some(&d) if d > 0 => Ok(d),
+        _ => candle_core::bail!(
+            "{op}: expected at least one dimension of size > 0, got shape {:?}",
+            l.dims()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last dimension.
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "kiln-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let d = last_dim(l, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (y, &v) in yr.iter_mut().zip(xr) {
+                *y = (v - max).exp();
+                sum += *y;
+            }
+            for y in yr.iter_mut() {
+                *y /= sum;
+            }
+        }
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        // dx = y ⊙ (g - Σ_j g_j y_j)
+        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((res * grad.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last dimension, with a backward pass.
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    Ok(xs.contiguous()?.apply_op1(SoftmaxLastDim)?)
+}
+
+/// Log-softmax over the last dimension (candle's composed version, which is differentiable).
+pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::log_softmax(xs, D::Minus1)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm and RMS norm over the last dimension.
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "kiln-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let b = f32_slice(s3, l3, self.name())?;
+        let d = last_dim(l1, self.name())?;
+        if w.len() != d || b.len() != d {
+            candle_core::bail!(
+                "layer norm: weight and bias must have {d} elements, got {} and {}",
+                w.len(),
+                b.len()
+            );
+        }
+        let mut out = vec![0f32; x.len()];
+        for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let mean = xr.iter().sum::<f32>() / d as f32;
+            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let rstd = 1.0 / (var + self.eps).sqrt();
+            for i in 0..d {
+                yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = x.dim(D::Minus1)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let rstd = (var + self.eps as f64)?.sqrt()?.recip()?;
+        let xhat = xc.broadcast_mul(&rstd)?;
+        let gw = grad.broadcast_mul(w)?;
+        let m1 = gw.mean_keepdim(D::Minus1)?;
+        let m2 = (&gw * &xhat)?.mean_keepdim(D::Minus1)?;
+        let dx = (gw.broadcast_sub(&m1)? - xhat.broadcast_mul(&m2)?)?.broadcast_mul(&rstd)?;
+        let dw = (grad * &xhat)?.reshape(((), d))?.sum(0)?;
+        let db = grad.reshape(((), d))?.sum(0)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) * w + b`, with the
+/// biased variance (PyTorch's `F.layer_norm`), with a backward pass for `x`, `w` and `b`.
+pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(xs.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        LayerNormOp { eps: eps as f32 },
+    )?)
+}
+
+struct RmsNormOp {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "kiln-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let d = last_dim(l1, self.name())?;
+        if w.len() != d {
+            candle_core::bail!("rms norm: weight must have {d} elements, got {}", w.len());
+        }
+        let mut out = vec![0f32; x.len()];
+        for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            let r = 1.0 / (ms + self.eps).sqrt();
+            for i in 0..d {
+                yr[i] = xr[i] * r * w[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let d = x.dim(D::Minus1)?;
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let r = (ms + self.eps as f64)?.sqrt()?.recip()?;
+        let xhat = x.broadcast_mul(&r)?;
+        let gw = grad.broadcast_mul(w)?;
+        let m = (&gw * &xhat)?.mean_keepdim(D::Minus1)?;
+        let dx = (gw - xhat.broadcast_mul(&m)?)?.broadcast_mul(&r)?;
+        let dw = (grad * &xhat)?.reshape(((), d))?.sum(0)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// RMS normalisation over the last dimension: `x / sqrt(mean(x²) + eps) * w`, with a backward
+/// pass for `x` and `w`.
+pub fn rms_norm(xs: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(xs
+        .contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNormOp { eps: eps as f32 })?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2-d pooling.
+
+/// Geometry of a 2-d pooling window: kernel, stride and zero padding, each (height, width).
+/// Output size is `floor((H + 2·pad - kernel) / stride) + 1` (PyTorch with `ceil_mode=False`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pool2d {
+    /// Kernel size (height, width).
+    pub kernel: (usize, usize),
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// Zero padding on each side (height, width); at most half the kernel, as in PyTorch.
+    pub padding: (usize, usize),
+}
+
+impl Pool2d {
+    /// A square window with the given kernel, stride and padding.
+    pub fn square(kernel: usize, stride: usize, padding: usize) -> Self {
+        Self {
+            kernel: (kernel, kernel),
+            stride: (stride, stride),
+            padding: (padding, padding),
+        }
+    }
+
+    /// Check the geometry: kernel and stride ≥ 1, padding ≤ kernel / 2.
+    pub fn validate(&self) -> Result<()> {
+        if self.kernel.0 == 0 || self.kernel.1 == 0 {
+            return Err(Error::param(
+                "pool kernel",
+                format!("{:?}", self.kernel),
+                "sizes ≥ 1",
+            ));
+        }
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return Err(Error::param(
+                "pool stride",
+                format!("{:?}", self.stride),
+                "sizes ≥ 1",
+            ));
+        }
+        if 2 * self.padding.0 > self.kernel.0 || 2 * self.padding.1 > self.kernel.1 {
+            return Err(Error::param(
+                "pool padding",
+                format!("{:?}", self.padding),
+                "at most half the kernel size",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Output (height, width) for an input of (height, width), or an error if the window does
+    /// not fit.
+    pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (hp, wp) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
+        if hp < self.kernel.0 || wp < self.kernel.1 {
+            return Err(Error::shape(format!(
+                "pooling: input {h}×{w} (padded {hp}×{wp}) is smaller than the kernel {}×{}",
+                self.kernel.0, self.kernel.1
+            )));
+        }
+        Ok((
+            (hp - self.kernel.0) / self.stride.0 + 1,
+            (wp - self.kernel.1) / self.stride.1 + 1,
+        ))
+    }
+
+    fn dims4(&self, l: &Layout, op: &str) -> CResult<(usize, usize, usize, usize, usize)> {
+        match l.dims() {
+            &[b, c, h, w] => {
+                let (oh, ow) = self
+                    .output_size(h, w)
+                    .map_err(|e| candle_core::Error::Msg(format!("{op}: {e}")))?;
+                Ok((b * c, h, w, oh, ow))
+            }
+            d => candle_core::bail!(
+                "{op}: expected a (batch, channels, height, width) input, got shape {d:?}"
+            ),
+        }
+    }
+
+    /// Clamped window rows/cols for output position (o, axis) and PyTorch's avg-pool divisor
+    /// length along that axis (padding counted, `count_include_pad=True`).
+    fn window(&self, o: usize, axis: usize, size: usize) -> (usize, usize, usize) {
+        let (k, s, p) = if axis == 0 {
+            (self.kernel.0, self.stride.0, self.padding.0)
+        } else {
+            (self.kernel.1, self.stride.1, self.padding.1)
+        };
+        let start = (o * s) as isize - p as isize;
+        let end = (start + k as isize).min((size + p) as isize);
+        let div_len = (end - start) as usize;
+        let lo = start.max(0) as usize;
+        let hi = (end.min(size as isize)).max(0) as usize;
+        (lo, hi, div_len)
+    }
+
+    /// Index (within one plane) of the first maximum of the window at (oh, ow).
+    fn argmax(&self, plane: &[f32], w: usize, h: usize, oh: usize, ow: usize) -> Option<usize> {
+        let (r0, r1, _) = self.window(oh, 0, h);
+        let (c0, c1, _) = self.window(ow, 1, w);
+        let mut best: Option<(usize, f32)> = None;
+        for r in r0..r1 {
+            for c in c0..c1 {
+                let v = plane[r * w + c];
+                match best {
+                    Some((_, b)) if !(v > b || v.is_nan()) => {}
+                    _ => best = Some((r * w + c, v)),
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+struct MaxPool2dOp(Pool2d);
+
+impl CustomOp1 for MaxPool2dOp {
+    fn name(&self) -> &'static str {
+        "kiln-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (planes, h, w, oh, ow) = self.0.dims4(l, self.name())?;
+        let mut out = vec![0f32; planes * oh * ow];
+        for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            for i in 0..oh {
+                for j in 0..ow {
+                    o[i * ow + j] = match self.0.argmax(plane, w, h, i, j) {
+                        Some(k) => plane[k],
+                        None => f32::NEG_INFINITY,
+                    };
+                }
+            }
+        }
+        let d = l.dims();
+        Ok((CpuStorage::F32(out), Shape::from((d[0], d[1], oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        let dx = arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPool2dGrad(self.0))?;
+        Ok(Some(dx))
+    }
+}
+
+/// Backward of max pooling: (input, grad of output) → grad of input.
+struct MaxPool2dGrad(Pool2d);
+
+impl CustomOp2 for MaxPool2dGrad {
+    fn name(&self) -> &'static str {
+        "kiln-max-pool2d-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let g = f32_slice(s2, l2, self.name())?;
+        let (planes, h, w, oh, ow) = self.0.dims4(l1, self.name())?;
+        if g.len() != planes * oh * ow {
+            candle_core::bail!(
+                "max-pool grad: expected {} gradient values, got {}",
+                planes * oh * ow,
+                g.len()
+            );
+        }
+        let mut dx = vec![0f32; x.len()];
+        for ((plane, gp), dp) in x
+            .chunks_exact(h * w)
+            .zip(g.chunks_exact(oh * ow))
+            .zip(dx.chunks_exact_mut(h * w))
+        {
+            for i in 0..oh {
+                for j in 0..ow {
+                    if let Some(k) = self.0.argmax(plane, w, h, i, j) {
+                        dp[k] += gp[i * ow + j];
+                    }
+                }
+            }
+        }
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// 2-d max pooling over (B, C, H, W) with any kernel, stride and padding (padding never wins
+/// the max), and PyTorch's gradient: the whole output gradient goes to the first maximum.
+pub fn max_pool2d(xs: &Tensor, pool: Pool2d) -> Result<Tensor> {
+    pool.validate()?;
+    check_f32_4d(xs, "max_pool2d")?;
+    Ok(xs.contiguous()?.apply_op1(MaxPool2dOp(pool))?)
+}
+
+struct AvgPool2dOp(Pool2d);
+
+impl CustomOp1 for AvgPool2dOp {
+    fn name(&self) -> &'static str {
+        "kiln-avg-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (planes, h, w, oh, ow) = self.0.dims4(l, self.name())?;
+        let mut out = vec![0f32; planes * oh * ow];
+        for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            for i in 0..oh {
+                let (r0, r1, dh) = self.0.window(i, 0, h);
+                for j in 0..ow {
+                    let (c0, c1, dw) = self.0.window(j, 1, w);
+                    let mut sum = 0f32;
+                    for r in r0..r1 {
+                        for c in c0..c1 {
+                            sum += plane[r * w + c];
+                        }
+                    }
+                    o[i * ow + j] = sum / (dh * dw) as f32;
+                }
+            }
+        }
+        let d = l.dims();
+        Ok((CpuStorage::F32(out), Shape::from((d[0], d[1], oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        let dims = arg.dims4()?;
+        let dx = grad.contiguous()?.apply_op1_no_bwd(&AvgPool2dGrad {
+            pool: self.0,
+            h: dims.2,
+            w: dims.3,
+        })?;
+        Ok(Some(dx))
+    }
+}
+
+/// Backward of average pooling: grad of output → grad of input of height `h`, width `w`.
+struct AvgPool2dGrad {
+    pool: Pool2d,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp1 for AvgPool2dGrad {
+    fn name(&self) -> &'static str {
+        "kiln-avg-pool2d-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let g = f32_slice(s, l, self.name())?;
+        let (b, c, oh, ow) = match l.dims() {
+            &[b, c, oh, ow] => (b, c, oh, ow),
+            d => candle_core::bail!("avg-pool grad: expected a 4-d gradient, got shape {d:?}"),
+        };
+        let (h, w) = (self.h, self.w);
+        let mut dx = vec![0f32; b * c * h * w];
+        for (gp, dp) in g.chunks_exact(oh * ow).zip(dx.chunks_exact_mut(h * w)) {
+            for i in 0..oh {
+                let (r0, r1, dh) = self.pool.window(i, 0, h);
+                for j in 0..ow {
+                    let (c0, c1, dw) = self.pool.window(j, 1, w);
+                    let v = gp[i * ow + j] / (dh * dw) as f32;
+                    for r in r0..r1 {
+                        for cc in c0..c1 {
+                            dp[r * w + cc] += v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok((CpuStorage::F32(dx), Shape::from((b, c, h, w))))
+    }
+}
+
+/// 2-d average pooling over (B, C, H, W) with any kernel, stride and padding; padded zeros count
+/// in the divisor (PyTorch's default `count_include_pad=True`).
+pub fn avg_pool2d(xs: &Tensor, pool: Pool2d) -> Result<Tensor> {
+    pool.validate()?;
+    check_f32_4d(xs, "avg_pool2d")?;
+    Ok(xs.contiguous()?.apply_op1(AvgPool2dOp(pool))?)
+}
+
+fn check_f32_4d(xs: &Tensor, op: &str) -> Result<()> {
+    if xs.dtype() != DType::F32 {
+        return Err(Error::shape(format!(
+            "{op}: expected f32 input, got {:?}",
+            xs.dtype()
+        )));
+    }
+    if xs.rank() != 4 {
+        return Err(Error::shape(format!(
+            "{op}: expected a (batch, channels, height, width) input, got shape {:?}",
+            xs.dims()
+        )));
+    }
+    Ok(())
+}
