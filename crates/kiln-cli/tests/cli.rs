@@ -575,3 +575,117 @@ fn svm_fit_save_eval_plot_and_scaling_warning() {
     );
     assert!(e.contains("gaussian"), "{e}");
 }
+
+#[test]
+fn synthetic_data_is_seeded() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    for kind in ["regression", "classification", "blobs"] {
+        let args = |seed: &str, out: &str| {
+            vec![
+                "datasets",
+                "make",
+                kind,
+                "--samples",
+                "50",
+                "--features",
+                "3",
+                "--seed",
+                seed,
+                "--out",
+                out,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+        };
+        for (seed, out) in [("7", "a.csv"), ("7", "b.csv"), ("8", "c.csv")] {
+            let a = args(seed, out);
+            ok(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read("a.csv"), read("b.csv"), "{kind}: same seed, same data");
+        assert_ne!(
+            read("a.csv"),
+            read("c.csv"),
+            "{kind}: another seed, other data"
+        );
+        assert_eq!(read("a.csv").lines().count(), 51, "{kind}");
+    }
+    // A generated table is a valid input for fit.
+    ok(
+        d,
+        &[
+            "datasets",
+            "make",
+            "classification",
+            "--samples",
+            "200",
+            "--features",
+            "4",
+            "--seed",
+            "1",
+            "--out",
+            "cls.csv",
+        ],
+    );
+    let v = json(
+        d,
+        &["fit", "tree", "--data", "cls.csv", "--stratify", "--json"],
+    );
+    assert_eq!(v["n_test"], 40);
+}
+
+#[test]
+fn same_seed_same_fit() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let strip = |mut v: Value| {
+        v["fit_seconds"] = Value::Null;
+        v
+    };
+    for model in ["tree", "svc"] {
+        let args = [
+            "fit",
+            model,
+            "--dataset",
+            "wine",
+            "--scale",
+            "minmax",
+            "--seed",
+            "5",
+            "--json",
+        ];
+        let a = strip(json(d, &args));
+        let b = strip(json(d, &args));
+        assert_eq!(a, b, "{model}");
+    }
+    let a = json(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    );
+    let b = json(
+        d,
+        &[
+            "fit",
+            "linear",
+            "--dataset",
+            "diabetes",
+            "--seed",
+            "2",
+            "--json",
+        ],
+    );
+    assert_ne!(
+        a["test_metrics"], b["test_metrics"],
+        "another split seed, another split"
+    );
+}
