@@ -167,6 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             points_y: py,
             point_class: pc,
             highlight,
+            highlight_label: "support vectors".into(),
         },
     )?;
     // The iris tree scikit-learn grows with max_depth=3, random_state=0 (numbers copied from

@@ -43,6 +43,8 @@ pub struct DecisionRegions {
     pub point_class: Vec<usize>,
     /// Points to circle (e.g. support vectors): empty for none, or one flag per point.
     pub highlight: Vec<bool>,
+    /// Legend entry of the circled points (e.g. "support vectors"); empty: "highlighted".
+    pub highlight_label: String,
 }
 
 /// Checks the grid is non-empty and rectangular; returns its (rows, columns).
@@ -142,7 +144,11 @@ pub fn decision_regions(path: impl AsRef<Path>, chart: &DecisionRegions) -> Resu
     }
     if chart.highlight.iter().any(|&h| h) {
         legend.push(LegendEntry {
-            label: "highlighted".into(),
+            label: if chart.highlight_label.is_empty() {
+                "highlighted".into()
+            } else {
+                chart.highlight_label.clone()
+            },
             color: BLACK,
             marker: Marker::Ring,
         });

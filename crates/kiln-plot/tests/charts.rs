@@ -332,6 +332,7 @@ fn regions() -> DecisionRegions {
         points_y: vec![0.0, 1.0, 0.5, 1.5],
         point_class: vec![0, 0, 1, 1],
         highlight: vec![false, true, true, false],
+        highlight_label: "support vectors".into(),
     }
 }
 

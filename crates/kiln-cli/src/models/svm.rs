@@ -141,6 +141,7 @@ fn decision_regions(model: &Svc, path: &Path, ctx: &PlotContext<'_>) -> Result<(
             points_y: points.column(1).to_vec(),
             point_class,
             highlight,
+            highlight_label: "support vectors".into(),
         },
     )?;
     Ok(())
