@@ -6,3 +6,4 @@ pub mod fit;
 pub mod predict;
 pub mod show;
 pub mod tour;
+pub mod train;

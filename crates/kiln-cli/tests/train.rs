@@ -1,0 +1,344 @@
+//! Integration tests of `kiln train` and of `kiln eval` / `kiln predict` on its run folders:
+//! the real binary in a temporary folder, tiny networks, a few dozen steps.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> Output {
+    let out = kiln(dir, args);
+    assert!(
+        out.status.success(),
+        "kiln {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = ok(dir, args);
+    let text = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{text}"))
+}
+
+/// Runs a command that must fail with a message; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = kiln(dir, args);
+    assert!(!out.status.success(), "kiln {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "kiln {args:?} panicked:\n{err}");
+    assert!(!err.trim().is_empty(), "kiln {args:?} failed silently");
+    err
+}
+
+/// Training losses of `history.jsonl`, in order.
+fn train_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "train")
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect()
+}
+
+const IRIS: &[&str] = &[
+    "train",
+    "mlp",
+    "--dataset",
+    "iris",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.01",
+    "--quiet",
+    "--json",
+];
+
+fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(more).copied().collect()
+}
+
+#[test]
+fn mlp_on_iris_learns_and_writes_the_run_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let v = json(t.path(), &args(IRIS, &["--steps", "80", "--out", "run"]));
+    assert_eq!(v["steps"], 80);
+    for key in ["wall_seconds", "samples_per_second"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    assert_eq!(v["run_dir"], "run");
+    let val_acc = v["validation"]["accuracy"].as_f64().unwrap();
+    assert!(val_acc >= 0.8, "validation accuracy {val_acc}");
+    assert!(v["train"]["loss"].as_f64().unwrap() < 0.6, "{v}");
+    let run = t.path().join("run");
+    for f in [
+        "config.json",
+        "history.jsonl",
+        "checkpoints/latest.json",
+        "model/config.json",
+        "model/model.safetensors",
+        "curves.png",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let losses = train_losses(&run);
+    assert_eq!(losses.len(), 8);
+    assert!(
+        losses[7] < 0.5 * losses[0],
+        "the training loss did not fall: {losses:?}"
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model"]["mlp"]["hidden"], serde_json::json!([16]));
+    assert_eq!(config["optimizer"]["kind"], "adam");
+}
+
+#[test]
+fn eval_and_predict_read_the_run_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let v = json(t.path(), &args(IRIS, &["--steps", "80", "--out", "run"]));
+    let e = json(
+        t.path(),
+        &["eval", "--model", "run", "--dataset", "iris", "--json"],
+    );
+    let acc = e["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.85, "eval accuracy {acc}");
+    // eval over all 150 rows sits between the train (120) and validation (30) accuracies
+    let (tr, va) = (
+        v["train"]["accuracy"].as_f64().unwrap(),
+        v["validation"]["accuracy"].as_f64().unwrap(),
+    );
+    let expect = (120.0 * tr + 30.0 * va) / 150.0;
+    assert!(
+        (acc - expect).abs() < 1e-9,
+        "eval {acc} vs train/validation {expect}"
+    );
+
+    let out = ok(
+        t.path(),
+        &["predict", "--model", "run", "--dataset", "iris"],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 151);
+    assert_eq!(
+        lines[0],
+        "prediction,proba_setosa,proba_versicolor,proba_virginica"
+    );
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first[0], "setosa");
+    let p: f64 = first[1..].iter().map(|s| s.parse::<f64>().unwrap()).sum();
+    assert!((p - 1.0).abs() < 1e-6, "probabilities sum to {p}");
+
+    // the model folder inside the run folder loads as well
+    ok(
+        t.path(),
+        &["eval", "--model", "run/model", "--dataset", "iris"],
+    );
+}
+
+#[test]
+fn resume_continues_exactly_and_same_seed_same_run() {
+    let t = tempfile::tempdir().unwrap();
+    let full = json(t.path(), &args(IRIS, &["--steps", "40", "--out", "full"]));
+    let again = json(t.path(), &args(IRIS, &["--steps", "40", "--out", "again"]));
+    assert_eq!(full["validation"], again["validation"]);
+    assert_eq!(full["train"], again["train"]);
+
+    let half = json(t.path(), &args(IRIS, &["--steps", "20", "--out", "half"]));
+    assert_eq!(half["steps"], 20);
+    let resumed = json(
+        t.path(),
+        &args(IRIS, &["--steps", "40", "--out", "half", "--resume"]),
+    );
+    assert_eq!(resumed["start_step"], 20);
+    assert_eq!(resumed["steps"], 40);
+    assert_eq!(resumed["validation"], full["validation"]);
+    assert_eq!(resumed["train"], full["train"]);
+    assert_eq!(train_losses(&t.path().join("half")).len(), 4);
+
+    // another seed is another run
+    let other = json(
+        t.path(),
+        &args(IRIS, &["--steps", "40", "--out", "other", "--seed", "7"]),
+    );
+    assert_ne!(other["train"], full["train"]);
+}
+
+#[test]
+fn mlp_regression_on_diabetes_loss_falls() {
+    let t = tempfile::tempdir().unwrap();
+    let v = json(
+        t.path(),
+        &[
+            "train",
+            "mlp",
+            "--dataset",
+            "diabetes",
+            "--hidden",
+            "32,16",
+            "--lr",
+            "0.05",
+            "--optimizer",
+            "adamw",
+            "--weight-decay",
+            "0.01",
+            "--schedule",
+            "cosine",
+            "--epochs",
+            "20",
+            "--out",
+            "run",
+            "--quiet",
+            "--json",
+        ],
+    );
+    assert!(v["train"].get("accuracy").is_none(), "{v}");
+    let losses = train_losses(&t.path().join("run"));
+    assert!(
+        losses.last().unwrap() < &(0.3 * losses[0]),
+        "the training loss did not fall: {losses:?}"
+    );
+    let e = json(
+        t.path(),
+        &["eval", "--model", "run", "--dataset", "diabetes", "--json"],
+    );
+    assert!(e["r2"].as_f64().unwrap() > 0.2, "{e}");
+}
+
+#[test]
+fn progress_goes_to_stderr_unless_quiet() {
+    let t = tempfile::tempdir().unwrap();
+    let base = [
+        "train",
+        "mlp",
+        "--dataset",
+        "iris",
+        "--hidden",
+        "8",
+        "--steps",
+        "20",
+    ];
+    let out = ok(t.path(), &args(&base, &["--out", "a"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("step 10/20 loss"), "{err}");
+    assert!(err.contains("eval step 20: val_loss"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("validation  loss"), "{text}");
+    let out = ok(t.path(), &args(&base, &["--out", "b", "--quiet"]));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_exits_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args(IRIS, &["--steps", "10000000", "--out", "run"]))
+        .current_dir(t.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let history = t.path().join("run/history.jsonl");
+    let t0 = std::time::Instant::now();
+    while !history.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(history.exists(), "training did not start");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["interrupted"], true);
+    let steps = v["steps"].as_u64().unwrap();
+    assert!(steps > 0 && steps < 10_000_000, "{v}");
+    let latest: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("run/checkpoints/latest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(latest["step"].as_u64(), Some(steps));
+    // and the run continues from there
+    let more = steps as usize + 5;
+    let r = json(
+        t.path(),
+        &args(
+            IRIS,
+            &["--steps", &more.to_string(), "--out", "run", "--resume"],
+        ),
+    );
+    assert_eq!(r["start_step"].as_u64(), Some(steps));
+    assert_eq!(r["steps"].as_u64(), Some(steps + 5));
+}
+
+#[test]
+fn bad_flags_and_data_give_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    let tiny = ["--steps", "2"];
+    let base = ["train", "mlp", "--dataset", "iris", "--hidden", "8"];
+    let err = fails(p, &args(&base, &args(&tiny, &["--dropout", "1.5"])));
+    assert!(err.contains("dropout") && err.contains("1.5"), "{err}");
+    let err = fails(p, &args(&base[..4], &args(&tiny, &["--hidden", "8,0"])));
+    assert!(err.contains("hidden[1] = 0"), "{err}");
+    let err = fails(p, &args(&base, &args(&tiny, &["--lr", "-1"])));
+    assert!(err.contains("lr"), "{err}");
+    let err = fails(p, &args(&base, &args(&tiny, &["--batch-size", "0"])));
+    assert!(err.contains("batch_size"), "{err}");
+    let err = fails(p, &args(&base, &args(&tiny, &["--test-size", "1.5"])));
+    assert!(err.contains("test_size"), "{err}");
+    let err = fails(p, &args(&base, &args(&tiny, &["--activation", "swish"])));
+    assert!(err.contains("swish"), "{err}");
+    let err = fails(p, &args(&base, &args(&tiny, &["--optimizer", "lbfgs"])));
+    assert!(err.contains("lbfgs"), "{err}");
+    let err = fails(
+        p,
+        &["train", "mlp", "--data", "missing.csv", "--steps", "2"],
+    );
+    assert!(err.contains("missing.csv"), "{err}");
+    let err = fails(
+        p,
+        &args(&base, &args(&tiny, &["--out", "nothing", "--resume"])),
+    );
+    assert!(err.contains("holds no run"), "{err}");
+    // a finished run is not overwritten
+    ok(p, &args(&base, &args(&tiny, &["--out", "run"])));
+    let err = fails(p, &args(&base, &args(&tiny, &["--out", "run"])));
+    assert!(err.contains("already holds a run"), "{err}");
+    // resuming with other settings is refused
+    let err = fails(
+        p,
+        &args(
+            &base,
+            &args(&tiny, &["--out", "run", "--resume", "--lr", "0.5"]),
+        ),
+    );
+    assert!(err.contains("different configuration"), "{err}");
+    // eval on a table without the model's features
+    let err = fails(p, &["eval", "--model", "run", "--dataset", "diabetes"]);
+    assert!(err.contains("sepal"), "{err}");
+}
