@@ -249,7 +249,7 @@ fn progress_goes_to_stderr_unless_quiet() {
 #[test]
 fn ctrl_c_checkpoints_and_exits_cleanly() {
     let t = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args(IRIS, &["--steps", "10000000", "--out", "run"]))
         .current_dir(t.path())
         .stdout(Stdio::piped())
@@ -341,4 +341,113 @@ fn bad_flags_and_data_give_clear_errors() {
     // eval on a table without the model's features
     let err = fails(p, &["eval", "--model", "run", "--dataset", "diabetes"]);
     assert!(err.contains("sepal"), "{err}");
+}
+
+#[test]
+fn cnn_on_digits_learns_and_eval_predict_read_it() {
+    let t = tempfile::tempdir().unwrap();
+    let v = json(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--channels",
+            "8,16",
+            "--hidden",
+            "32",
+            "--lr",
+            "0.01",
+            "--steps",
+            "100",
+            "--out",
+            "run",
+            "--quiet",
+            "--json",
+        ],
+    );
+    assert_eq!(v["steps"], 100);
+    let val_acc = v["validation"]["accuracy"].as_f64().unwrap();
+    assert!(val_acc >= 0.9, "validation accuracy {val_acc}");
+    let losses = train_losses(&t.path().join("run"));
+    assert!(
+        losses.last().unwrap() < &(0.5 * losses[0]),
+        "the training loss did not fall: {losses:?}"
+    );
+    let model: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("run/model/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["kind"], "conv_stack");
+    assert_eq!(model["model"]["image_size"], serde_json::json!([8, 8]));
+    let e = json(
+        t.path(),
+        &["eval", "--model", "run", "--dataset", "digits", "--json"],
+    );
+    assert!(e["accuracy"].as_f64().unwrap() >= 0.8, "{e}");
+    let out = ok(
+        t.path(),
+        &["predict", "--model", "run", "--dataset", "digits"],
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1798);
+}
+
+#[test]
+fn cnn_rejects_tables_that_are_not_images() {
+    let t = tempfile::tempdir().unwrap();
+    let err = fails(
+        t.path(),
+        &["train", "cnn", "--dataset", "wine", "--steps", "2"],
+    );
+    assert!(
+        err.contains("13 feature columns") && err.contains("--image-size"),
+        "{err}"
+    );
+    let err = fails(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--image-size",
+            "4x4",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(
+        err.contains("16 pixel columns") && err.contains("64"),
+        "{err}"
+    );
+    let err = fails(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--image-size",
+            "eight",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(err.contains("HEIGHTxWIDTH"), "{err}");
+    // three 2×2 pools shrink 8×8 to 1×1; a fourth has nothing left to pool
+    let err = fails(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--channels",
+            "4,4,4,4",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(err.contains("invalid CNN settings"), "{err}");
 }

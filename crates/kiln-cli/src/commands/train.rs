@@ -17,6 +17,7 @@ use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaler, ScalerKind};
 use kiln_core::split::train_test_split;
 use kiln_core::{Dataset, Task};
+use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig};
 use kiln_models::mlp::{Mlp, MlpConfig, MlpTask};
 use kiln_nn::init::SeededVarMap;
 use kiln_nn::layers::Activation;
@@ -28,6 +29,7 @@ use kiln_train::{history, trainer, RunOptions, Schedule, TrainConfig, TrainRepor
 use serde_json::{json, Value};
 
 use crate::data::{self, DataArgs};
+use crate::models::{cnn, mlp};
 
 /// Arguments of `kiln train`.
 #[derive(Args)]
@@ -40,6 +42,8 @@ pub struct TrainArgs {
 enum TrainModel {
     /// Multi-layer perceptron for tabular classification or regression.
     Mlp(MlpArgs),
+    /// Convolution stack classifying images stored as table rows (`--dataset digits`: 8×8).
+    Cnn(CnnArgs),
 }
 
 /// Optimizers by name.
@@ -157,13 +161,9 @@ enum TaskName {
     Regression,
 }
 
-#[derive(Args)]
-struct MlpArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// What the target is (default: classification, or the built-in dataset's own task).
-    #[arg(long, value_name = "classification|regression")]
-    task: Option<TaskName>,
+/// Validation split and scaling of a table.
+#[derive(Args, Debug, Clone)]
+struct SplitArgs {
     /// Fraction of the rows held out for validation.
     #[arg(
         long,
@@ -179,6 +179,17 @@ struct MlpArgs {
     /// saved with the model).
     #[arg(long)]
     no_scale: bool,
+}
+
+#[derive(Args)]
+struct MlpArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// What the target is (default: classification, or the built-in dataset's own task).
+    #[arg(long, value_name = "classification|regression")]
+    task: Option<TaskName>,
+    #[command(flatten)]
+    split: SplitArgs,
     /// Hidden layer sizes, comma-separated.
     #[arg(
         long,
@@ -191,6 +202,46 @@ struct MlpArgs {
     #[arg(long, value_name = "NAME", default_value = "relu", value_parser = parse_activation)]
     activation: Activation,
     /// Dropout after each hidden activation, in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    dropout: f64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct CnnArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    split: SplitArgs,
+    /// Image height×width of each row's pixels (default: a square, from the column count).
+    #[arg(long, value_name = "HxW")]
+    image_size: Option<String>,
+    /// Output channels of each conv block (3×3 conv, padding 1, activation, 2×2 max-pool).
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        default_value = "16,32"
+    )]
+    channels: Vec<usize>,
+    /// Hidden linear layer sizes after the conv blocks, comma-separated.
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        default_value = "64"
+    )]
+    hidden: Vec<usize>,
+    /// Activation: relu, tanh, sigmoid, gelu, silu or identity.
+    #[arg(long, value_name = "NAME", default_value = "relu", value_parser = parse_activation)]
+    activation: Activation,
+    /// Dropout before each linear layer, in [0, 1).
     #[arg(
         long,
         value_name = "P",
@@ -267,6 +318,7 @@ impl RunArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     match args.model {
         TrainModel::Mlp(a) => train_mlp(a),
+        TrainModel::Cnn(a) => train_cnn(a),
     }
 }
 
@@ -308,7 +360,7 @@ fn samples_seen(from: usize, to: usize, n: usize, batch_size: usize) -> usize {
     let bpe = batches_per_epoch(n, batch_size, false).max(1);
     (from..to)
         .map(|s| {
-            if s % bpe == bpe - 1 && n % batch_size != 0 {
+            if s % bpe == bpe - 1 && !n.is_multiple_of(batch_size) {
                 n % batch_size
             } else {
                 batch_size
@@ -331,6 +383,43 @@ where
     Ok(v)
 }
 
+/// A labelled table split into training and validation rows, scaled on the training rows.
+struct Prepared {
+    ds: Dataset,
+    train: TensorData,
+    valid: TensorData,
+    meta: ModelMeta,
+}
+
+fn prepare(data_args: &DataArgs, task: Task, split: &SplitArgs, seed: u64) -> Result<Prepared> {
+    let ds = data::load(data_args, task, false)
+        .with_context(|| format!("cannot load {}", data_args.describe()))?;
+    let labels = ds.labels();
+    let stratify = (split.stratify && task == Task::Classification).then_some(labels.as_slice());
+    let (tr, va) = train_test_split(ds.n_samples(), split.test_size, seed, stratify)
+        .context("cannot split the data (see --test-size)")?;
+    let (train_ds, valid_ds) = (ds.select(&tr), ds.select(&va));
+    let scaler = if split.no_scale {
+        None
+    } else {
+        Some(Scaler::fit(ScalerKind::Standard, train_ds.x.view())?)
+    };
+    let train = tensors(&train_ds, scaler.as_ref())?;
+    let valid = tensors(&valid_ds, scaler.as_ref())?;
+    let meta = ModelMeta {
+        features: ds.feature_names.clone(),
+        target: ds.target_name.clone(),
+        classes: ds.classes.clone(),
+        preprocessing: scaler,
+    };
+    Ok(Prepared {
+        ds,
+        train,
+        valid,
+        meta,
+    })
+}
+
 fn train_mlp(a: MlpArgs) -> Result<()> {
     let task = match (a.task, &a.data.dataset) {
         (Some(TaskName::Classification), _) => Task::Classification,
@@ -338,21 +427,12 @@ fn train_mlp(a: MlpArgs) -> Result<()> {
         (None, Some(name)) => kiln_data::builtin::load(name)?.task(),
         (None, None) => Task::Classification,
     };
-    let ds = data::load(&a.data, task, false)
-        .with_context(|| format!("cannot load {}", a.data.describe()))?;
-    let labels = ds.labels();
-    let stratify = (a.stratify && task == Task::Classification).then_some(labels.as_slice());
-    let (tr, va) = train_test_split(ds.n_samples(), a.test_size, a.run.seed, stratify)
-        .context("cannot split the data (see --test-size)")?;
-    let (train_ds, valid_ds) = (ds.select(&tr), ds.select(&va));
-    let scaler = if a.no_scale {
-        None
-    } else {
-        Some(Scaler::fit(ScalerKind::Standard, train_ds.x.view())?)
-    };
-    let train = tensors(&train_ds, scaler.as_ref())?;
-    let valid = tensors(&valid_ds, scaler.as_ref())?;
-
+    let Prepared {
+        ds,
+        train,
+        valid,
+        meta,
+    } = prepare(&a.data, task, &a.split, a.run.seed)?;
     let mlp_config = MlpConfig {
         input_dim: ds.n_features(),
         hidden: a.hidden.clone(),
@@ -373,34 +453,145 @@ fn train_mlp(a: MlpArgs) -> Result<()> {
         "mlp": mlp_config,
         "data": a.data.describe(),
         "target": ds.target_name,
-        "test_size": a.test_size,
-        "stratify": a.stratify,
-        "scale": !a.no_scale,
+        "test_size": a.split.test_size,
+        "stratify": a.split.stratify,
+        "scale": !a.split.no_scale,
     });
     let config = a.run.train_config(model_record)?;
     let vars = SeededVarMap::new(a.run.seed);
     let mlp = Mlp::new(mlp_config.clone(), vars.var_builder())?;
+    let model_json = serde_json::to_value(&mlp_config)?;
+    let classifier = task == Task::Classification;
+    run_and_report(
+        &mlp,
+        &vars,
+        &train,
+        &valid,
+        &config,
+        &a.run,
+        (mlp::KIND, model_json, &meta),
+        classifier,
+    )
+}
 
-    let meta = ModelMeta {
-        features: ds.feature_names.clone(),
-        target: ds.target_name.clone(),
-        classes: ds.classes.clone(),
-        preprocessing: scaler,
+/// `HxW` (or `H×W`, or a single side for a square).
+fn parse_image_size(s: &str) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
+    let nums: Option<Vec<usize>> = parts.iter().map(|p| p.trim().parse().ok()).collect();
+    match nums.as_deref() {
+        Some([h, w]) if *h > 0 && *w > 0 => Ok((*h, *w)),
+        Some([side]) if *side > 0 => Ok((*side, *side)),
+        _ => bail!("--image-size {s:?}: expected HEIGHTxWIDTH such as 8x8"),
+    }
+}
+
+fn train_cnn(a: CnnArgs) -> Result<()> {
+    let Prepared {
+        ds,
+        train,
+        valid,
+        meta,
+    } = prepare(&a.data, Task::Classification, &a.split, a.run.seed)?;
+    let f = ds.n_features();
+    let (h, w) = match &a.image_size {
+        Some(s) => parse_image_size(s)?,
+        None => {
+            let side = (f as f64).sqrt().round() as usize;
+            if side * side != f {
+                bail!(
+                    "{} has {f} feature columns, not a square image: give --image-size HxW",
+                    a.data.describe()
+                );
+            }
+            (side, side)
+        }
     };
-    let run = &a.run;
+    if h * w != f {
+        bail!(
+            "--image-size {h}x{w} needs {} pixel columns, {} has {f}",
+            h * w,
+            a.data.describe()
+        );
+    }
+    let blocks = a
+        .channels
+        .iter()
+        .map(|&c| ConvBlock {
+            out_channels: c,
+            ..ConvBlock::default()
+        })
+        .collect();
+    let net_config = ConvStackConfig {
+        in_channels: 1,
+        image_size: (h, w),
+        blocks,
+        hidden: a.hidden.clone(),
+        dropout: a.dropout,
+        activation: a.activation,
+        num_classes: ds.n_classes(),
+    };
+    net_config.validate().context("invalid CNN settings")?;
+    let images = |d: &TensorData| -> Result<TensorData> {
+        let n = d.len();
+        Ok(TensorData::new(
+            d.x().reshape((n, 1, h, w))?,
+            d.y().clone(),
+        )?) // (N, 1, H, W)
+    };
+    let (train, valid) = (images(&train)?, images(&valid)?);
+    let model_record = json!({
+        "kind": cnn::KIND,
+        "conv_stack": net_config,
+        "data": a.data.describe(),
+        "target": ds.target_name,
+        "test_size": a.split.test_size,
+        "stratify": a.split.stratify,
+        "scale": !a.split.no_scale,
+    });
+    let config = a.run.train_config(model_record)?;
+    let vars = SeededVarMap::new(a.run.seed);
+    let net = ConvStack::new(net_config.clone(), vars.var_builder())?;
+    let model_json = serde_json::to_value(&net_config)?;
+    run_and_report(
+        &net,
+        &vars,
+        &train,
+        &valid,
+        &config,
+        &a.run,
+        (cnn::KIND, model_json, &meta),
+        true,
+    )
+}
+
+/// Train, save `RUN_DIR/model` (kind, model config, names and scaling), measure and report.
+#[allow(clippy::too_many_arguments)]
+fn run_and_report<M>(
+    model: &M,
+    vars: &SeededVarMap,
+    train: &TensorData,
+    valid: &TensorData,
+    config: &TrainConfig,
+    run: &RunArgs,
+    (kind, model_json, meta): (&str, Value, &ModelMeta),
+    classifier: bool,
+) -> Result<()>
+where
+    M: TrainStep<Batch = <TensorData as BatchSource>::Batch>,
+{
     let t0 = Instant::now();
-    let report = fit(&mlp, &vars, &train, &valid, &config, run)?;
+    let report = fit(model, vars, train, valid, config, run)?;
     let wall = t0.elapsed().as_secs_f64();
     kiln_models::folder::save(
         &run.out.join("model"),
-        "mlp",
-        &meta,
-        serde_json::to_value(&mlp_config)?,
+        kind,
+        meta,
+        model_json,
         vars.var_map(),
     )
     .with_context(|| format!("cannot save the model into {}", run.out.display()))?;
-    let final_train = measure(&mlp, &train, config.batch_size)?;
-    let final_valid = measure(&mlp, &valid, config.batch_size)?;
+    let final_train = measure(model, train, config.batch_size)?;
+    let final_valid = measure(model, valid, config.batch_size)?;
     let seen = samples_seen(
         report.start_step,
         report.steps,
@@ -414,7 +605,7 @@ fn train_mlp(a: MlpArgs) -> Result<()> {
         final_valid,
         wall,
         seen,
-        task == Task::Classification,
+        classifier,
     )
 }
 

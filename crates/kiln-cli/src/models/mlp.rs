@@ -22,7 +22,7 @@ pub struct MlpModel {
     tensors: Tensors,
 }
 
-fn nn_err(e: kiln_nn::Error) -> kiln_core::Error {
+pub(crate) fn nn_err(e: kiln_nn::Error) -> kiln_core::Error {
     kiln_core::Error::Numerical(format!("MLP forward pass: {e}"))
 }
 
@@ -67,19 +67,7 @@ impl Predict for MlpModel {
     fn predict(&self, x: ArrayView2<'_, f64>) -> kiln_core::Result<Array1<f64>> {
         let out = self.outputs(x)?;
         Ok(match self.mlp.config().task {
-            MlpTask::Classification => out
-                .rows()
-                .into_iter()
-                .map(|r| {
-                    let mut best = 0;
-                    for (j, &v) in r.iter().enumerate() {
-                        if v > r[best] {
-                            best = j;
-                        }
-                    }
-                    best as f64
-                })
-                .collect(),
+            MlpTask::Classification => argmax_rows(&out),
             MlpTask::Regression => out.column(0).to_owned(),
         })
     }
@@ -88,15 +76,35 @@ impl Predict for MlpModel {
         if self.mlp.config().task != MlpTask::Classification {
             return Ok(None);
         }
-        let mut out = self.outputs(x)?;
-        for mut r in out.rows_mut() {
-            let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            r.mapv_inplace(|v| (v - m).exp());
-            let s = r.sum();
-            r.mapv_inplace(|v| v / s);
-        }
-        Ok(Some(out))
+        Ok(Some(softmax_rows(self.outputs(x)?)))
     }
+}
+
+/// The column of the largest value of each row (the first on ties), as f64 class indices.
+pub fn argmax_rows(out: &Array2<f64>) -> Array1<f64> {
+    out.rows()
+        .into_iter()
+        .map(|r| {
+            let mut best = 0;
+            for (j, &v) in r.iter().enumerate() {
+                if v > r[best] {
+                    best = j;
+                }
+            }
+            best as f64
+        })
+        .collect()
+}
+
+/// Softmax of each row of logits.
+pub fn softmax_rows(mut out: Array2<f64>) -> Array2<f64> {
+    for mut r in out.rows_mut() {
+        let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        r.mapv_inplace(|v| (v - m).exp());
+        let s = r.sum();
+        r.mapv_inplace(|v| v / s);
+    }
+    out
 }
 
 impl CliModel for MlpModel {

@@ -3,6 +3,7 @@
 //! A model family joins the CLI with one file here (implementing [`CliModel`] for its fitted
 //! types), one `kind => load::<T>` line in [`load`], and one subcommand in `commands/fit.rs`.
 
+pub mod cnn;
 pub mod linear;
 pub mod mlp;
 pub mod svm;
@@ -132,6 +133,22 @@ fn boxed<M: Persist + CliModel + 'static>(dir: &Path) -> Result<Loaded> {
     })
 }
 
+/// A loaded network whose input width must match the folder's feature names.
+fn checked<M: CliModel + 'static>(dir: &Path, meta: ModelMeta, model: M) -> Result<Loaded> {
+    if meta.features.len() != model.n_features() {
+        bail!(
+            "{}: config.json lists {} features but the network takes {}",
+            dir.display(),
+            meta.features.len(),
+            model.n_features()
+        );
+    }
+    Ok(Loaded {
+        meta,
+        model: Box::new(model),
+    })
+}
+
 /// The model folder of `dir`: `dir` itself, or `dir/model` when `dir` is a training run folder
 /// (written by `kiln train`, whose own `config.json` is the training configuration).
 pub fn model_dir(dir: &Path) -> std::path::PathBuf {
@@ -159,20 +176,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == DecisionTreeRegressor::KIND => boxed::<DecisionTreeRegressor>(dir),
         k if k == Svc::KIND => boxed::<Svc>(dir),
         k if k == Svr::KIND => boxed::<Svr>(dir),
-        mlp::KIND => mlp::MlpModel::load(dir).and_then(|(meta, model)| {
-            if meta.features.len() != model.n_features() {
-                bail!(
-                    "{}: config.json lists {} features but the network takes {}",
-                    dir.display(),
-                    meta.features.len(),
-                    model.n_features()
-                );
-            }
-            Ok(Loaded {
-                meta,
-                model: Box::new(model),
-            })
-        }),
+        mlp::KIND => mlp::MlpModel::load(dir).and_then(|(meta, model)| checked(dir, meta, model)),
+        cnn::KIND => cnn::ConvModel::load(dir).and_then(|(meta, model)| checked(dir, meta, model)),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -192,6 +197,7 @@ pub fn known_kinds() -> Vec<&'static str> {
         Svc::KIND,
         Svr::KIND,
         mlp::KIND,
+        cnn::KIND,
     ]
 }
 
