@@ -451,3 +451,168 @@ fn cnn_rejects_tables_that_are_not_images() {
     );
     assert!(err.contains("invalid CNN settings"), "{err}");
 }
+
+/// A small corpus of short words, the same every time.
+fn corpus() -> String {
+    let words = [
+        "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "hat",
+    ];
+    let mut state = 12345u64;
+    let mut out = Vec::new();
+    for _ in 0..1500 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        out.push(words[(state >> 33) as usize % words.len()]);
+    }
+    out.join(" ")
+}
+
+#[test]
+fn char_lm_learns_and_generates_reproducibly() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("words.txt"), corpus()).unwrap();
+    for (cell, out) in [("gru", "g"), ("lstm", "l")] {
+        let v = json(
+            t.path(),
+            &[
+                "train",
+                cell,
+                "--text",
+                "words.txt",
+                "--seq-len",
+                "32",
+                "--hidden-size",
+                "48",
+                "--embed-dim",
+                "16",
+                "--lr",
+                "0.01",
+                "--batch-size",
+                "16",
+                "--steps",
+                "80",
+                "--out",
+                out,
+                "--quiet",
+                "--json",
+            ],
+        );
+        assert_eq!(v["steps"], 80);
+        let losses = train_losses(&t.path().join(out));
+        assert!(
+            losses.last().unwrap() < &(0.5 * losses[0]),
+            "{cell}: the training loss did not fall: {losses:?}"
+        );
+    }
+    let gen = |seed: &str| {
+        let out = ok(
+            t.path(),
+            &[
+                "generate",
+                "text",
+                "--model",
+                "l",
+                "--prompt",
+                "the ",
+                "--max-new-tokens",
+                "40",
+                "--temperature",
+                "0.8",
+                "--top-k",
+                "5",
+                "--seed",
+                seed,
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let a = gen("1");
+    assert!(a.starts_with("the "), "{a}");
+    assert_eq!(a.trim_end_matches('\n').chars().count(), 44, "{a}");
+    assert_eq!(a, gen("1"));
+    assert_ne!(a, gen("2"));
+    // only characters of the corpus come out
+    assert!(
+        a.trim_end()
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_lowercase()),
+        "{a}"
+    );
+}
+
+#[test]
+fn char_lm_bad_input_gives_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::write(p.join("words.txt"), corpus()).unwrap();
+    std::fs::write(p.join("short.txt"), "tiny text").unwrap();
+    let err = fails(p, &["train", "lstm", "--text", "short.txt", "--steps", "2"]);
+    assert!(err.contains("too few for --seq-len 64"), "{err}");
+    let err = fails(
+        p,
+        &["train", "lstm", "--text", "absent.txt", "--steps", "2"],
+    );
+    assert!(err.contains("absent.txt"), "{err}");
+    let err = fails(
+        p,
+        &[
+            "train",
+            "rnn",
+            "--text",
+            "words.txt",
+            "--hidden-size",
+            "0",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(err.contains("hidden_size"), "{err}");
+    ok(
+        p,
+        &[
+            "train",
+            "rnn",
+            "--text",
+            "words.txt",
+            "--hidden-size",
+            "8",
+            "--steps",
+            "2",
+            "--out",
+            "lm",
+            "--quiet",
+        ],
+    );
+    let gen = |extra: &[&str]| {
+        let mut a = vec!["generate", "text", "--model", "lm"];
+        a.extend_from_slice(extra);
+        fails(p, &a)
+    };
+    let err = gen(&["--prompt", "Zebra"]);
+    assert!(err.contains("'Z'") && err.contains("vocabulary"), "{err}");
+    let err = gen(&["--prompt", "the", "--temperature", "-1"]);
+    assert!(err.contains("temperature"), "{err}");
+    let err = gen(&["--prompt", ""]);
+    assert!(err.contains("prompt"), "{err}");
+    // an MLP run folder is not a language model
+    ok(
+        p,
+        &[
+            "train",
+            "mlp",
+            "--dataset",
+            "iris",
+            "--steps",
+            "2",
+            "--out",
+            "mlp",
+            "--quiet",
+        ],
+    );
+    let err = fails(
+        p,
+        &["generate", "text", "--model", "mlp", "--prompt", "the"],
+    );
+    assert!(err.contains("char_lm"), "{err}");
+}

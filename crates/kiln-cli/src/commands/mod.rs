@@ -3,6 +3,7 @@
 pub mod datasets;
 pub mod eval;
 pub mod fit;
+pub mod generate;
 pub mod predict;
 pub mod show;
 pub mod tour;

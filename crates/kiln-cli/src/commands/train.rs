@@ -17,13 +17,16 @@ use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaler, ScalerKind};
 use kiln_core::split::train_test_split;
 use kiln_core::{Dataset, Task};
+use kiln_data::text::CharVocab;
 use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig};
 use kiln_models::mlp::{Mlp, MlpConfig, MlpTask};
+use kiln_models::rnn::{CharLm, CharLmConfig};
 use kiln_nn::init::SeededVarMap;
 use kiln_nn::layers::Activation;
 use kiln_nn::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use kiln_nn::rnn::CellKind;
 use kiln_nn::TrainStep;
-use kiln_train::data::{batches_per_epoch, BatchSource, TensorData};
+use kiln_train::data::{batches_per_epoch, BatchSource, TensorData, TokenWindows};
 use kiln_train::progress::{Observer, Progress, Silent};
 use kiln_train::{history, trainer, RunOptions, Schedule, TrainConfig, TrainReport};
 use serde_json::{json, Value};
@@ -44,6 +47,12 @@ enum TrainModel {
     Mlp(MlpArgs),
     /// Convolution stack classifying images stored as table rows (`--dataset digits`: 8×8).
     Cnn(CnnArgs),
+    /// Character-level LSTM language model on a text file (sample with `kiln generate text`).
+    Lstm(LmArgs),
+    /// Character-level GRU language model on a text file.
+    Gru(LmArgs),
+    /// Character-level Elman RNN (tanh) language model on a text file.
+    Rnn(LmArgs),
 }
 
 /// Optimizers by name.
@@ -253,6 +262,43 @@ struct CnnArgs {
     run: RunArgs,
 }
 
+#[derive(Args)]
+struct LmArgs {
+    /// UTF-8 text file to learn from.
+    #[arg(long, value_name = "FILE")]
+    text: PathBuf,
+    /// Fraction of the text (its end) held out for validation.
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.1,
+        allow_negative_numbers = true
+    )]
+    val_fraction: f64,
+    /// Characters per training window.
+    #[arg(long, value_name = "T", default_value_t = 64)]
+    seq_len: usize,
+    /// Character embedding size.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    embed_dim: usize,
+    /// Hidden size of each recurrent layer.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    hidden_size: usize,
+    /// Recurrent layers.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    num_layers: usize,
+    /// Dropout between recurrent layers and before the head, in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    dropout: f64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 fn parse_activation(s: &str) -> std::result::Result<Activation, String> {
     serde_json::from_value(Value::String(s.to_lowercase())).map_err(|_| {
         format!("unknown activation {s:?}: expected relu, tanh, sigmoid, gelu, silu or identity")
@@ -319,6 +365,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     match args.model {
         TrainModel::Mlp(a) => train_mlp(a),
         TrainModel::Cnn(a) => train_cnn(a),
+        TrainModel::Lstm(a) => train_lm(a, CellKind::Lstm),
+        TrainModel::Gru(a) => train_lm(a, CellKind::Gru),
+        TrainModel::Rnn(a) => train_lm(a, CellKind::RnnTanh),
     }
 }
 
@@ -564,20 +613,83 @@ fn train_cnn(a: CnnArgs) -> Result<()> {
     )
 }
 
+/// The `kind` of a character language model folder.
+pub const CHAR_LM_KIND: &str = "char_lm";
+
+fn train_lm(a: LmArgs, cell: CellKind) -> Result<()> {
+    let text = kiln_data::text::read_text(&a.text)
+        .with_context(|| format!("cannot read {}", a.text.display()))?;
+    let vocab = CharVocab::from_text(&text);
+    let tokens = vocab.encode(&text)?;
+    let (train_tokens, valid_tokens) = kiln_data::text::split_tokens(&tokens, a.val_fraction)
+        .context("cannot split the text (see --val-fraction)")?;
+    let windows = |t: &[u32], part: &str| {
+        TokenWindows::new(t, a.seq_len).with_context(|| {
+            format!(
+                "{}: the {part} part has {} characters, too few for --seq-len {}",
+                a.text.display(),
+                t.len(),
+                a.seq_len
+            )
+        })
+    };
+    let train = windows(train_tokens, "training")?;
+    let valid = windows(valid_tokens, "validation")?;
+    let lm_config = CharLmConfig {
+        vocab_size: vocab.len(),
+        embed_dim: a.embed_dim,
+        cell,
+        hidden_size: a.hidden_size,
+        num_layers: a.num_layers,
+        dropout: a.dropout,
+    };
+    lm_config
+        .validate()
+        .context("invalid language model settings")?;
+    let model_record = json!({
+        "kind": CHAR_LM_KIND,
+        "lm": lm_config,
+        "text": a.text,
+        "seq_len": a.seq_len,
+        "val_fraction": a.val_fraction,
+    });
+    let config = a.run.train_config(model_record)?;
+    let vars = SeededVarMap::new(a.run.seed);
+    let lm = CharLm::new(lm_config.clone(), vars.var_builder())?;
+    let model_json = json!({ "lm": lm_config, "vocab": vocab, "seq_len": a.seq_len });
+    let meta = ModelMeta {
+        features: Vec::new(),
+        target: "next character".into(),
+        classes: None,
+        preprocessing: None,
+    };
+    run_and_report(
+        &lm,
+        &vars,
+        &train,
+        &valid,
+        &config,
+        &a.run,
+        (CHAR_LM_KIND, model_json, &meta),
+        true,
+    )
+}
+
 /// Train, save `RUN_DIR/model` (kind, model config, names and scaling), measure and report.
 #[allow(clippy::too_many_arguments)]
-fn run_and_report<M>(
+fn run_and_report<M, S>(
     model: &M,
     vars: &SeededVarMap,
-    train: &TensorData,
-    valid: &TensorData,
+    train: &S,
+    valid: &S,
     config: &TrainConfig,
     run: &RunArgs,
     (kind, model_json, meta): (&str, Value, &ModelMeta),
     classifier: bool,
 ) -> Result<()>
 where
-    M: TrainStep<Batch = <TensorData as BatchSource>::Batch>,
+    M: TrainStep<Batch = S::Batch>,
+    S: BatchSource,
 {
     let t0 = Instant::now();
     let report = fit(model, vars, train, valid, config, run)?;
@@ -610,16 +722,17 @@ where
 }
 
 /// Drive the trainer with progress and the Ctrl-C flag.
-fn fit<M>(
+fn fit<M, S>(
     model: &M,
     vars: &SeededVarMap,
-    train: &TensorData,
-    valid: &TensorData,
+    train: &S,
+    valid: &S,
     config: &TrainConfig,
     run: &RunArgs,
 ) -> Result<TrainReport>
 where
-    M: TrainStep<Batch = <TensorData as BatchSource>::Batch>,
+    M: TrainStep<Batch = S::Batch>,
+    S: BatchSource,
 {
     if run.resume && !run.out.join("config.json").is_file() {
         bail!(
