@@ -616,3 +616,63 @@ fn char_lm_bad_input_gives_clear_errors() {
     );
     assert!(err.contains("char_lm"), "{err}");
 }
+
+/// The repository's MNIST copy (`data/mnist`).
+fn mnist_dir() -> String {
+    format!("{}/../../data/mnist", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn lenet5_on_mnist_learns() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = mnist_dir();
+    let v = json(
+        t.path(),
+        &[
+            "train", "cnn", "--arch", "lenet5", "--mnist", &dir, "--limit", "600", "--lr", "0.003",
+            "--steps", "40", "--out", "run", "--quiet", "--json",
+        ],
+    );
+    assert_eq!(v["steps"], 40);
+    let acc = v["validation"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.6, "validation accuracy {acc}");
+    let losses = train_losses(&t.path().join("run"));
+    assert!(
+        losses.last().unwrap() < &(0.5 * losses[0]),
+        "the training loss did not fall: {losses:?}"
+    );
+    let model: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("run/model/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["kind"], "lenet5");
+    assert_eq!(model["features"].as_array().unwrap().len(), 784);
+    // pixels 0..255 are divided by 255 before the network, as in training
+    assert_eq!(model["preprocessing"]["scale"][0], 255.0);
+}
+
+#[test]
+fn lenet5_needs_28_or_32_pixel_images() {
+    let t = tempfile::tempdir().unwrap();
+    let err = fails(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--arch",
+            "lenet5",
+            "--dataset",
+            "digits",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(err.contains("8×8") && err.contains("28 or 32"), "{err}");
+    let err = fails(
+        t.path(),
+        &["train", "cnn", "--mnist", "no-such-folder", "--steps", "2"],
+    );
+    assert!(err.contains("no-such-folder"), "{err}");
+    let err = fails(t.path(), &["train", "cnn", "--steps", "2"]);
+    assert!(err.contains("--data"), "{err}");
+}

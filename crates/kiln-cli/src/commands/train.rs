@@ -18,7 +18,7 @@ use kiln_core::scale::{Scaler, ScalerKind};
 use kiln_core::split::train_test_split;
 use kiln_core::{Dataset, Task};
 use kiln_data::text::CharVocab;
-use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig};
+use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig, LeNet5, LeNetConfig};
 use kiln_models::mlp::{Mlp, MlpConfig, MlpTask};
 use kiln_models::rnn::{CharLm, CharLmConfig};
 use kiln_nn::init::SeededVarMap;
@@ -222,10 +222,37 @@ struct MlpArgs {
     run: RunArgs,
 }
 
+/// Convolutional architectures of `kiln train cnn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Arch {
+    /// Blocks of 3×3 conv, activation and 2×2 max-pool (--channels), then --hidden layers.
+    Stack,
+    /// LeNet-5 (28×28 or 32×32 images, e.g. --mnist).
+    Lenet5,
+}
+
 #[derive(Args)]
 struct CnnArgs {
-    #[command(flatten)]
-    data: DataArgs,
+    /// CSV file whose rows are images flattened in row-major order, with a label column.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dataset", "mnist"],
+          required_unless_present_any = ["dataset", "mnist"])]
+    data: Option<PathBuf>,
+    /// Built-in dataset whose rows are images (digits: 8×8).
+    #[arg(long, value_name = "NAME", conflicts_with = "mnist")]
+    dataset: Option<String>,
+    /// Label column of --data or --dataset (default: the last column).
+    #[arg(long, value_name = "COL")]
+    target: Option<String>,
+    /// MNIST folder (IDX files, plain or .gz): trains on its training split and validates
+    /// on its test split.
+    #[arg(long, value_name = "DIR")]
+    mnist: Option<PathBuf>,
+    /// With --mnist: use only the first N images of each split.
+    #[arg(long, value_name = "N", requires = "mnist")]
+    limit: Option<usize>,
+    /// Architecture.
+    #[arg(long, value_name = "stack|lenet5", default_value = "stack")]
+    arch: Arch,
     #[command(flatten)]
     split: SplitArgs,
     /// Image height×width of each row's pixels (default: a square, from the column count).
@@ -534,83 +561,180 @@ fn parse_image_size(s: &str) -> Result<(usize, usize)> {
     }
 }
 
+/// MNIST as (N, 1, 28, 28) images in [0, 1]: training split, test split (for validation),
+/// and the model folder's names, with the ÷255 recorded as its preprocessing.
+fn mnist(dir: &Path, limit: Option<usize>) -> Result<(TensorData, TensorData, ModelMeta)> {
+    use kiln_data::idx::{load_mnist, MnistSplit};
+    let mut sizes = (0, 0);
+    let mut load = |split: MnistSplit| -> Result<TensorData> {
+        let m = load_mnist(dir, split)
+            .with_context(|| format!("cannot read MNIST in {}", dir.display()))?;
+        let n = limit.map_or(m.len(), |l| l.min(m.len()));
+        if n == 0 {
+            bail!("--limit 0 leaves no MNIST images");
+        }
+        sizes = (m.rows, m.cols);
+        let px = m.rows * m.cols;
+        let x = m.images_f32()[..n * px].to_vec();
+        let y: Vec<u32> = m.labels[..n].iter().map(|&l| u32::from(l)).collect();
+        let x =
+            candle_core::Tensor::from_vec(x, (n, 1, m.rows, m.cols), &candle_core::Device::Cpu)?; // (N, 1, H, W)
+        let y = candle_core::Tensor::from_vec(y, n, &candle_core::Device::Cpu)?;
+        Ok(TensorData::new(x, y)?)
+    };
+    let train = load(MnistSplit::Train)?;
+    let valid = load(MnistSplit::Test)?;
+    let px = sizes.0 * sizes.1;
+    let meta = ModelMeta {
+        features: (0..px).map(|i| format!("pixel_{i}")).collect(),
+        target: "label".into(),
+        classes: Some((0..10).map(|d| d.to_string()).collect()),
+        preprocessing: Some(Scaler {
+            kind: ScalerKind::MinMax,
+            offset: vec![0.0; px],
+            scale: vec![255.0; px],
+        }),
+    };
+    Ok((train, valid, meta))
+}
+
 fn train_cnn(a: CnnArgs) -> Result<()> {
-    let Prepared {
-        ds,
-        train,
-        valid,
-        meta,
-    } = prepare(&a.data, Task::Classification, &a.split, a.run.seed)?;
-    let f = ds.n_features();
-    let (h, w) = match &a.image_size {
-        Some(s) => parse_image_size(s)?,
+    let (train, valid, meta, source, (h, w)) = match &a.mnist {
+        Some(dir) => {
+            let (train, valid, meta) = mnist(dir, a.limit)?;
+            let dims = train.x().dims().to_vec();
+            (
+                train,
+                valid,
+                meta,
+                format!("MNIST in {}", dir.display()),
+                (dims[2], dims[3]),
+            )
+        }
         None => {
-            let side = (f as f64).sqrt().round() as usize;
-            if side * side != f {
+            let data_args = DataArgs {
+                data: a.data.clone(),
+                dataset: a.dataset.clone(),
+                target: a.target.clone(),
+                features: None,
+            };
+            let Prepared {
+                ds,
+                train,
+                valid,
+                meta,
+            } = prepare(&data_args, Task::Classification, &a.split, a.run.seed)?;
+            let f = ds.n_features();
+            let (h, w) = match &a.image_size {
+                Some(s) => parse_image_size(s)?,
+                None => {
+                    let side = (f as f64).sqrt().round() as usize;
+                    if side * side != f {
+                        bail!(
+                            "{} has {f} feature columns, not a square image: give --image-size HxW",
+                            data_args.describe()
+                        );
+                    }
+                    (side, side)
+                }
+            };
+            if h * w != f {
                 bail!(
-                    "{} has {f} feature columns, not a square image: give --image-size HxW",
-                    a.data.describe()
+                    "--image-size {h}x{w} needs {} pixel columns, {} has {f}",
+                    h * w,
+                    data_args.describe()
                 );
             }
-            (side, side)
+            let images = |d: &TensorData| -> Result<TensorData> {
+                let n = d.len();
+                Ok(TensorData::new(
+                    d.x().reshape((n, 1, h, w))?,
+                    d.y().clone(),
+                )?) // (N, 1, H, W)
+            };
+            (
+                images(&train)?,
+                images(&valid)?,
+                meta,
+                data_args.describe(),
+                (h, w),
+            )
         }
     };
-    if h * w != f {
-        bail!(
-            "--image-size {h}x{w} needs {} pixel columns, {} has {f}",
-            h * w,
-            a.data.describe()
-        );
-    }
-    let blocks = a
-        .channels
-        .iter()
-        .map(|&c| ConvBlock {
-            out_channels: c,
-            ..ConvBlock::default()
-        })
-        .collect();
-    let net_config = ConvStackConfig {
-        in_channels: 1,
-        image_size: (h, w),
-        blocks,
-        hidden: a.hidden.clone(),
-        dropout: a.dropout,
-        activation: a.activation,
-        num_classes: ds.n_classes(),
-    };
-    net_config.validate().context("invalid CNN settings")?;
-    let images = |d: &TensorData| -> Result<TensorData> {
-        let n = d.len();
-        Ok(TensorData::new(
-            d.x().reshape((n, 1, h, w))?,
-            d.y().clone(),
-        )?) // (N, 1, H, W)
-    };
-    let (train, valid) = (images(&train)?, images(&valid)?);
-    let model_record = json!({
-        "kind": cnn::KIND,
-        "conv_stack": net_config,
-        "data": a.data.describe(),
-        "target": ds.target_name,
-        "test_size": a.split.test_size,
-        "stratify": a.split.stratify,
-        "scale": !a.split.no_scale,
-    });
-    let config = a.run.train_config(model_record)?;
+    let num_classes = meta.classes.as_ref().map_or(0, |c| c.len());
     let vars = SeededVarMap::new(a.run.seed);
-    let net = ConvStack::new(net_config.clone(), vars.var_builder())?;
-    let model_json = serde_json::to_value(&net_config)?;
-    run_and_report(
-        &net,
-        &vars,
-        &train,
-        &valid,
-        &config,
-        &a.run,
-        (cnn::KIND, model_json, &meta),
-        true,
-    )
+    let record = |kind: &str, net: Value| {
+        json!({
+            "kind": kind,
+            "net": net,
+            "data": source,
+            "limit": a.limit,
+            "test_size": a.split.test_size,
+            "stratify": a.split.stratify,
+            "scale": !a.split.no_scale,
+        })
+    };
+    match a.arch {
+        Arch::Stack => {
+            let blocks = a
+                .channels
+                .iter()
+                .map(|&c| ConvBlock {
+                    out_channels: c,
+                    ..ConvBlock::default()
+                })
+                .collect();
+            let net_config = ConvStackConfig {
+                in_channels: 1,
+                image_size: (h, w),
+                blocks,
+                hidden: a.hidden.clone(),
+                dropout: a.dropout,
+                activation: a.activation,
+                num_classes,
+            };
+            net_config.validate().context("invalid CNN settings")?;
+            let model_json = serde_json::to_value(&net_config)?;
+            let config = a.run.train_config(record(cnn::KIND, model_json.clone()))?;
+            let net = ConvStack::new(net_config, vars.var_builder())?;
+            run_and_report(
+                &net,
+                &vars,
+                &train,
+                &valid,
+                &config,
+                &a.run,
+                (cnn::KIND, model_json, &meta),
+                true,
+            )
+        }
+        Arch::Lenet5 => {
+            if h != w {
+                bail!("LeNet-5 takes square images; {source} has {h}×{w}");
+            }
+            let net_config = LeNetConfig {
+                in_channels: 1,
+                image_size: h,
+                num_classes,
+            };
+            net_config.validate().with_context(|| format!("LeNet-5 cannot take the {h}×{w} images of {source} (use --arch stack, or --mnist DIR)"))?;
+            let model_json = serde_json::to_value(&net_config)?;
+            let config = a
+                .run
+                .train_config(record(cnn::LENET_KIND, model_json.clone()))?;
+            let net = LeNet5::new(net_config, vars.var_builder())?;
+            run_and_report(
+                &net,
+                &vars,
+                &train,
+                &valid,
+                &config,
+                &a.run,
+                (cnn::LENET_KIND, model_json, &meta),
+                true,
+            )
+        }
+    }
 }
 
 /// The `kind` of a character language model folder.

@@ -177,7 +177,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == Svc::KIND => boxed::<Svc>(dir),
         k if k == Svr::KIND => boxed::<Svr>(dir),
         mlp::KIND => mlp::MlpModel::load(dir).and_then(|(meta, model)| checked(dir, meta, model)),
-        cnn::KIND => cnn::ConvModel::load(dir).and_then(|(meta, model)| checked(dir, meta, model)),
+        cnn::KIND | cnn::LENET_KIND => cnn::ConvModel::load(dir, &config.kind)
+            .and_then(|(meta, model)| checked(dir, meta, model)),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -198,6 +199,7 @@ pub fn known_kinds() -> Vec<&'static str> {
         Svr::KIND,
         mlp::KIND,
         cnn::KIND,
+        cnn::LENET_KIND,
     ]
 }
 
