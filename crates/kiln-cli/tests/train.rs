@@ -673,6 +673,19 @@ fn lenet5_needs_28_or_32_pixel_images() {
         &["train", "cnn", "--mnist", "no-such-folder", "--steps", "2"],
     );
     assert!(err.contains("no-such-folder"), "{err}");
+    let err = fails(
+        t.path(),
+        &[
+            "train",
+            "cnn",
+            "--mnist",
+            "no-such-folder",
+            "--stratify",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(err.contains("do not apply"), "{err}");
     let err = fails(t.path(), &["train", "cnn", "--steps", "2"]);
     assert!(err.contains("--data"), "{err}");
 }

@@ -1,5 +1,7 @@
 //! `kiln train MODEL`: train a neural network with kiln-train's loop into a run folder.
 //!
+//! Commands: `mlp` (tables), `cnn` (a conv stack on image rows, or LeNet-5 on MNIST),
+//! `lstm` / `gru` / `rnn` (character language models; sample with `kiln generate text`).
 //! The run folder holds the training configuration (`config.json`, written before the first
 //! step), `history.jsonl`, `checkpoints/`, `best/`, the trained model folder `model/` (read by
 //! `kiln eval --model RUN_DIR` and `kiln predict --model RUN_DIR`) and `curves.png`.
@@ -45,7 +47,8 @@ pub struct TrainArgs {
 enum TrainModel {
     /// Multi-layer perceptron for tabular classification or regression.
     Mlp(MlpArgs),
-    /// Convolution stack classifying images stored as table rows (`--dataset digits`: 8×8).
+    /// Convolutional image classifier: a conv stack on image rows (`--dataset digits`: 8×8),
+    /// or LeNet-5 on MNIST (`--arch lenet5 --mnist data/mnist`).
     Cnn(CnnArgs),
     /// Character-level LSTM language model on a text file (sample with `kiln generate text`).
     Lstm(LmArgs),
@@ -247,7 +250,9 @@ struct CnnArgs {
     /// on its test split.
     #[arg(long, value_name = "DIR")]
     mnist: Option<PathBuf>,
-    /// With --mnist: use only the first N images of each split.
+    /// With --mnist: use only the first N images of each split. (With --mnist, the test
+    /// split is the validation set and pixels are divided by 255: --test-size, --stratify,
+    /// --no-scale and --image-size are refused.)
     #[arg(long, value_name = "N", requires = "mnist")]
     limit: Option<usize>,
     /// Architecture.
@@ -599,6 +604,15 @@ fn mnist(dir: &Path, limit: Option<usize>) -> Result<(TensorData, TensorData, Mo
 }
 
 fn train_cnn(a: CnnArgs) -> Result<()> {
+    if a.mnist.is_some() {
+        let s = &a.split;
+        if s.test_size != 0.2 || s.stratify || s.no_scale || a.image_size.is_some() {
+            bail!(
+                "--mnist validates on the MNIST test split and divides pixels by 255: \
+                 --test-size, --stratify, --no-scale and --image-size do not apply"
+            );
+        }
+    }
     let (train, valid, meta, source, (h, w)) = match &a.mnist {
         Some(dir) => {
             let (train, valid, meta) = mnist(dir, a.limit)?;
