@@ -82,6 +82,8 @@ fn mlp_on_iris_learns_and_writes_the_run_folder() {
     let val_acc = v["validation"]["accuracy"].as_f64().unwrap();
     assert!(val_acc >= 0.8, "validation accuracy {val_acc}");
     assert!(v["train"]["loss"].as_f64().unwrap() < 0.6, "{v}");
+    assert_eq!(v["train"]["examples"], 120);
+    assert_eq!(v["validation"]["examples"], 30);
     let run = t.path().join("run");
     for f in [
         "config.json",

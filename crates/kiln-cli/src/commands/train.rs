@@ -450,14 +450,41 @@ fn samples_seen(from: usize, to: usize, n: usize, batch_size: usize) -> usize {
         .sum()
 }
 
-/// Loss (and accuracy) of `model` over all of `data`.
-fn measure<M, S>(model: &M, data: &S, batch_size: usize) -> Result<Value>
+/// The final training metrics look at no more than this many training examples (the first
+/// ones), so a large corpus does not cost a second pass over all of it at the end.
+const TRAIN_MEASURE_MAX: usize = 10_000;
+
+/// The first `n` examples of a batch source.
+struct Head<'a, S> {
+    source: &'a S,
+    n: usize,
+}
+
+impl<S: BatchSource> BatchSource for Head<'_, S> {
+    type Batch = S::Batch;
+
+    fn len(&self) -> usize {
+        self.n.min(self.source.len())
+    }
+
+    fn batch(&self, indices: &[usize]) -> kiln_nn::Result<S::Batch> {
+        self.source.batch(indices)
+    }
+}
+
+/// Loss (and accuracy) of `model` over the first `limit` examples of `data`, and how many
+/// examples that was.
+fn measure<M, S>(model: &M, data: &S, batch_size: usize, limit: usize) -> Result<Value>
 where
     M: TrainStep<Batch = S::Batch>,
     S: BatchSource,
 {
-    let sums = trainer::evaluate(model, data, batch_size)?;
-    let mut v = json!({ "loss": sums.loss() });
+    let head = Head {
+        source: data,
+        n: limit,
+    };
+    let sums = trainer::evaluate(model, &head, batch_size)?;
+    let mut v = json!({ "loss": sums.loss(), "examples": head.len() });
     if let Some(a) = sums.accuracy() {
         v["accuracy"] = json!(a);
     }
@@ -840,8 +867,8 @@ where
         vars.var_map(),
     )
     .with_context(|| format!("cannot save the model into {}", run.out.display()))?;
-    let final_train = measure(model, train, config.batch_size)?;
-    let final_valid = measure(model, valid, config.batch_size)?;
+    let final_train = measure(model, train, config.batch_size, TRAIN_MEASURE_MAX)?;
+    let final_valid = measure(model, valid, config.batch_size, usize::MAX)?;
     let seen = samples_seen(
         report.start_step,
         report.steps,
@@ -934,6 +961,7 @@ fn finish(
             if let Some(a) = v["accuracy"].as_f64() {
                 s += &format!("  accuracy {a:.4}");
             }
+            s += &format!("  ({} examples)", v["examples"]);
             s
         };
         println!(
