@@ -868,7 +868,22 @@ where
     )
     .with_context(|| format!("cannot save the model into {}", run.out.display()))?;
     let final_train = measure(model, train, config.batch_size, TRAIN_MEASURE_MAX)?;
-    let final_valid = measure(model, valid, config.batch_size, usize::MAX)?;
+    // The trainer evaluated the whole validation set after the last step (the same pass
+    // `measure` would make): reuse it when it is there (not after an interruption).
+    let last_eval = history::read(&run.out.join("history.jsonl"))?
+        .into_iter()
+        .rev()
+        .find(|r| r.kind == "eval" && r.step == report.steps);
+    let final_valid = match last_eval {
+        Some(r) => {
+            let mut v = json!({ "loss": r.loss, "examples": valid.len() });
+            if let Some(a) = r.accuracy {
+                v["accuracy"] = json!(a);
+            }
+            v
+        }
+        None => measure(model, valid, config.batch_size, usize::MAX)?,
+    };
     let seen = samples_seen(
         report.start_step,
         report.steps,
