@@ -691,3 +691,49 @@ fn lenet5_needs_28_or_32_pixel_images() {
     let err = fails(t.path(), &["train", "cnn", "--steps", "2"]);
     assert!(err.contains("--data"), "{err}");
 }
+
+#[test]
+fn mlp_trains_on_a_csv_file() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    ok(p, &["datasets", "export", "diabetes", "--out", "d.csv"]);
+    // a CSV's target is read as class labels unless --task regression
+    let err = fails(
+        p,
+        &[
+            "train", "mlp", "--data", "d.csv", "--steps", "2", "--out", "c",
+        ],
+    );
+    assert!(
+        err.contains("--task regression") && err.contains("distinct values"),
+        "{err}"
+    );
+    let v = json(
+        p,
+        &[
+            "train",
+            "mlp",
+            "--data",
+            "d.csv",
+            "--task",
+            "regression",
+            "--hidden",
+            "16",
+            "--lr",
+            "0.05",
+            "--epochs",
+            "10",
+            "--out",
+            "run",
+            "--quiet",
+            "--json",
+        ],
+    );
+    assert!(v["validation"].get("accuracy").is_none(), "{v}");
+    let losses = train_losses(&p.join("run"));
+    assert!(losses.last().unwrap() < &(0.5 * losses[0]), "{losses:?}");
+    let out = ok(p, &["predict", "--model", "run", "--data", "d.csv"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().next(), Some("prediction"));
+    assert_eq!(text.lines().count(), 443);
+}

@@ -197,7 +197,8 @@ struct SplitArgs {
 struct MlpArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// What the target is (default: classification, or the built-in dataset's own task).
+    /// What the target is (default: the built-in dataset's own task; for a CSV, classification,
+    /// refused when the target has more than 20 distinct values).
     #[arg(long, value_name = "classification|regression")]
     task: Option<TaskName>,
     #[command(flatten)]
@@ -541,6 +542,15 @@ fn train_mlp(a: MlpArgs) -> Result<()> {
         valid,
         meta,
     } = prepare(&a.data, task, &a.split, a.run.seed)?;
+    if a.task.is_none() && a.data.data.is_some() && ds.n_classes() > MAX_GUESSED_CLASSES {
+        bail!(
+            "{}: the target {:?} has {} distinct values; pass --task regression to predict \
+             numbers, or --task classification to treat them as classes",
+            a.data.describe(),
+            ds.target_name,
+            ds.n_classes()
+        );
+    }
     let mlp_config = MlpConfig {
         input_dim: ds.n_features(),
         hidden: a.hidden.clone(),
@@ -581,6 +591,10 @@ fn train_mlp(a: MlpArgs) -> Result<()> {
         classifier,
     )
 }
+
+/// Without --task, a CSV target with more distinct values than this is refused as classes:
+/// it is most likely a number to predict.
+const MAX_GUESSED_CLASSES: usize = 20;
 
 /// `HxW` (or `H×W`, or a single side for a square).
 fn parse_image_size(s: &str) -> Result<(usize, usize)> {
