@@ -7,6 +7,15 @@
 //! `kiln eval --model RUN_DIR` and `kiln predict --model RUN_DIR`) and `curves.png`.
 //! Progress goes to stderr; Ctrl-C saves a checkpoint and stops (continue with `--resume`).
 
+mod cnn;
+mod lm;
+mod mlp;
+
+use cnn::CnnArgs;
+use lm::LmArgs;
+pub use lm::CHAR_LM_KIND;
+use mlp::MlpArgs;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,22 +28,16 @@ use kiln_core::folder::ModelMeta;
 use kiln_core::scale::{Scaler, ScalerKind};
 use kiln_core::split::train_test_split;
 use kiln_core::{Dataset, Task};
-use kiln_data::text::CharVocab;
-use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig, LeNet5, LeNetConfig};
-use kiln_models::mlp::{Mlp, MlpConfig, MlpTask};
-use kiln_models::rnn::{CharLm, CharLmConfig};
 use kiln_nn::init::SeededVarMap;
 use kiln_nn::layers::Activation;
 use kiln_nn::optim::{AdamConfig, OptimizerConfig, SgdConfig};
-use kiln_nn::rnn::CellKind;
 use kiln_nn::TrainStep;
-use kiln_train::data::{batches_per_epoch, BatchSource, TensorData, TokenWindows};
+use kiln_train::data::{batches_per_epoch, BatchSource, TensorData};
 use kiln_train::progress::{Observer, Progress, Silent};
 use kiln_train::{history, trainer, RunOptions, Schedule, TrainConfig, TrainReport};
 use serde_json::{json, Value};
 
 use crate::data::{self, DataArgs};
-use crate::models::{cnn, mlp};
 
 /// Arguments of `kiln train`.
 #[derive(Args)]
@@ -164,15 +167,6 @@ struct RunArgs {
     json: bool,
 }
 
-/// Regression or classification, for `--task`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TaskName {
-    /// Class labels (cross-entropy).
-    Classification,
-    /// Numbers (mean squared error).
-    Regression,
-}
-
 /// Validation split and scaling of a table.
 #[derive(Args, Debug, Clone)]
 struct SplitArgs {
@@ -191,145 +185,6 @@ struct SplitArgs {
     /// saved with the model).
     #[arg(long)]
     no_scale: bool,
-}
-
-#[derive(Args)]
-struct MlpArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// What the target is (default: the built-in dataset's own task; for a CSV, classification,
-    /// refused when the target has more than 20 distinct values).
-    #[arg(long, value_name = "classification|regression")]
-    task: Option<TaskName>,
-    #[command(flatten)]
-    split: SplitArgs,
-    /// Hidden layer sizes, comma-separated.
-    #[arg(
-        long,
-        value_name = "N,N,...",
-        value_delimiter = ',',
-        default_value = "64"
-    )]
-    hidden: Vec<usize>,
-    /// Hidden activation: relu, tanh, sigmoid, gelu, silu or identity.
-    #[arg(long, value_name = "NAME", default_value = "relu", value_parser = parse_activation)]
-    activation: Activation,
-    /// Dropout after each hidden activation, in [0, 1).
-    #[arg(
-        long,
-        value_name = "P",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    dropout: f64,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// Convolutional architectures of `kiln train cnn`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Arch {
-    /// Blocks of 3×3 conv, activation and 2×2 max-pool (--channels), then --hidden layers.
-    Stack,
-    /// LeNet-5 (28×28 or 32×32 images, e.g. --mnist).
-    Lenet5,
-}
-
-#[derive(Args)]
-struct CnnArgs {
-    /// CSV file whose rows are images flattened in row-major order, with a label column.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["dataset", "mnist"],
-          required_unless_present_any = ["dataset", "mnist"])]
-    data: Option<PathBuf>,
-    /// Built-in dataset whose rows are images (digits: 8×8).
-    #[arg(long, value_name = "NAME", conflicts_with = "mnist")]
-    dataset: Option<String>,
-    /// Label column of --data or --dataset (default: the last column).
-    #[arg(long, value_name = "COL")]
-    target: Option<String>,
-    /// MNIST folder (IDX files, plain or .gz): trains on its training split and validates
-    /// on its test split.
-    #[arg(long, value_name = "DIR")]
-    mnist: Option<PathBuf>,
-    /// With --mnist: use only the first N images of each split. (With --mnist, the test
-    /// split is the validation set and pixels are divided by 255: --test-size, --stratify,
-    /// --no-scale and --image-size are refused.)
-    #[arg(long, value_name = "N", requires = "mnist")]
-    limit: Option<usize>,
-    /// Architecture.
-    #[arg(long, value_name = "stack|lenet5", default_value = "stack")]
-    arch: Arch,
-    #[command(flatten)]
-    split: SplitArgs,
-    /// Image height×width of each row's pixels (default: a square, from the column count).
-    #[arg(long, value_name = "HxW")]
-    image_size: Option<String>,
-    /// Output channels of each conv block (3×3 conv, padding 1, activation, 2×2 max-pool).
-    #[arg(
-        long,
-        value_name = "N,N,...",
-        value_delimiter = ',',
-        default_value = "16,32"
-    )]
-    channels: Vec<usize>,
-    /// Hidden linear layer sizes after the conv blocks, comma-separated.
-    #[arg(
-        long,
-        value_name = "N,N,...",
-        value_delimiter = ',',
-        default_value = "64"
-    )]
-    hidden: Vec<usize>,
-    /// Activation: relu, tanh, sigmoid, gelu, silu or identity.
-    #[arg(long, value_name = "NAME", default_value = "relu", value_parser = parse_activation)]
-    activation: Activation,
-    /// Dropout before each linear layer, in [0, 1).
-    #[arg(
-        long,
-        value_name = "P",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    dropout: f64,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-#[derive(Args)]
-struct LmArgs {
-    /// UTF-8 text file to learn from.
-    #[arg(long, value_name = "FILE")]
-    text: PathBuf,
-    /// Fraction of the text (its end) held out for validation.
-    #[arg(
-        long,
-        value_name = "F",
-        default_value_t = 0.1,
-        allow_negative_numbers = true
-    )]
-    val_fraction: f64,
-    /// Characters per training window.
-    #[arg(long, value_name = "T", default_value_t = 64)]
-    seq_len: usize,
-    /// Character embedding size.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    embed_dim: usize,
-    /// Hidden size of each recurrent layer.
-    #[arg(long, value_name = "N", default_value_t = 128)]
-    hidden_size: usize,
-    /// Recurrent layers.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    num_layers: usize,
-    /// Dropout between recurrent layers and before the head, in [0, 1).
-    #[arg(
-        long,
-        value_name = "P",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    dropout: f64,
-    #[command(flatten)]
-    run: RunArgs,
 }
 
 fn parse_activation(s: &str) -> std::result::Result<Activation, String> {
@@ -396,11 +251,11 @@ impl RunArgs {
 /// Run `kiln train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     match args.model {
-        TrainModel::Mlp(a) => train_mlp(a),
-        TrainModel::Cnn(a) => train_cnn(a),
-        TrainModel::Lstm(a) => train_lm(a, CellKind::Lstm),
-        TrainModel::Gru(a) => train_lm(a, CellKind::Gru),
-        TrainModel::Rnn(a) => train_lm(a, CellKind::RnnTanh),
+        TrainModel::Mlp(a) => mlp::train_mlp(a),
+        TrainModel::Cnn(a) => cnn::train_cnn(a),
+        TrainModel::Lstm(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Lstm),
+        TrainModel::Gru(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Gru),
+        TrainModel::Rnn(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::RnnTanh),
     }
 }
 
@@ -527,331 +382,6 @@ fn prepare(data_args: &DataArgs, task: Task, split: &SplitArgs, seed: u64) -> Re
         valid,
         meta,
     })
-}
-
-fn train_mlp(a: MlpArgs) -> Result<()> {
-    let task = match (a.task, &a.data.dataset) {
-        (Some(TaskName::Classification), _) => Task::Classification,
-        (Some(TaskName::Regression), _) => Task::Regression,
-        (None, Some(name)) => kiln_data::builtin::load(name)?.task(),
-        (None, None) => Task::Classification,
-    };
-    let Prepared {
-        ds,
-        train,
-        valid,
-        meta,
-    } = prepare(&a.data, task, &a.split, a.run.seed)?;
-    if a.task.is_none() && a.data.data.is_some() && ds.n_classes() > MAX_GUESSED_CLASSES {
-        bail!(
-            "{}: the target {:?} has {} distinct values; pass --task regression to predict \
-             numbers, or --task classification to treat them as classes",
-            a.data.describe(),
-            ds.target_name,
-            ds.n_classes()
-        );
-    }
-    let mlp_config = MlpConfig {
-        input_dim: ds.n_features(),
-        hidden: a.hidden.clone(),
-        output_dim: match task {
-            Task::Classification => ds.n_classes(),
-            Task::Regression => 1,
-        },
-        activation: a.activation,
-        dropout: a.dropout,
-        task: match task {
-            Task::Classification => MlpTask::Classification,
-            Task::Regression => MlpTask::Regression,
-        },
-    };
-    mlp_config.validate().context("invalid MLP settings")?;
-    let model_record = json!({
-        "kind": "mlp",
-        "mlp": mlp_config,
-        "data": a.data.describe(),
-        "target": ds.target_name,
-        "test_size": a.split.test_size,
-        "stratify": a.split.stratify,
-        "scale": !a.split.no_scale,
-    });
-    let config = a.run.train_config(model_record)?;
-    let vars = SeededVarMap::new(a.run.seed);
-    let mlp = Mlp::new(mlp_config.clone(), vars.var_builder())?;
-    let model_json = serde_json::to_value(&mlp_config)?;
-    let classifier = task == Task::Classification;
-    run_and_report(
-        &mlp,
-        &vars,
-        &train,
-        &valid,
-        &config,
-        &a.run,
-        (mlp::KIND, model_json, &meta),
-        classifier,
-    )
-}
-
-/// Without --task, a CSV target with more distinct values than this is refused as classes:
-/// it is most likely a number to predict.
-const MAX_GUESSED_CLASSES: usize = 20;
-
-/// `HxW` (or `H×W`, or a single side for a square).
-fn parse_image_size(s: &str) -> Result<(usize, usize)> {
-    let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
-    let nums: Option<Vec<usize>> = parts.iter().map(|p| p.trim().parse().ok()).collect();
-    match nums.as_deref() {
-        Some([h, w]) if *h > 0 && *w > 0 => Ok((*h, *w)),
-        Some([side]) if *side > 0 => Ok((*side, *side)),
-        _ => bail!("--image-size {s:?}: expected HEIGHTxWIDTH such as 8x8"),
-    }
-}
-
-/// MNIST as (N, 1, 28, 28) images in [0, 1]: training split, test split (for validation),
-/// and the model folder's names, with the ÷255 recorded as its preprocessing.
-fn mnist(dir: &Path, limit: Option<usize>) -> Result<(TensorData, TensorData, ModelMeta)> {
-    use kiln_data::idx::{load_mnist, MnistSplit};
-    let mut sizes = (0, 0);
-    let mut load = |split: MnistSplit| -> Result<TensorData> {
-        let m = load_mnist(dir, split)
-            .with_context(|| format!("cannot read MNIST in {}", dir.display()))?;
-        let n = limit.map_or(m.len(), |l| l.min(m.len()));
-        if n == 0 {
-            bail!("--limit 0 leaves no MNIST images");
-        }
-        sizes = (m.rows, m.cols);
-        let px = m.rows * m.cols;
-        let x = m.images_f32()[..n * px].to_vec();
-        let y: Vec<u32> = m.labels[..n].iter().map(|&l| u32::from(l)).collect();
-        let x =
-            candle_core::Tensor::from_vec(x, (n, 1, m.rows, m.cols), &candle_core::Device::Cpu)?; // (N, 1, H, W)
-        let y = candle_core::Tensor::from_vec(y, n, &candle_core::Device::Cpu)?;
-        Ok(TensorData::new(x, y)?)
-    };
-    let train = load(MnistSplit::Train)?;
-    let valid = load(MnistSplit::Test)?;
-    let px = sizes.0 * sizes.1;
-    let meta = ModelMeta {
-        features: (0..px).map(|i| format!("pixel_{i}")).collect(),
-        target: "label".into(),
-        classes: Some((0..10).map(|d| d.to_string()).collect()),
-        preprocessing: Some(Scaler {
-            kind: ScalerKind::MinMax,
-            offset: vec![0.0; px],
-            scale: vec![255.0; px],
-        }),
-    };
-    Ok((train, valid, meta))
-}
-
-fn train_cnn(a: CnnArgs) -> Result<()> {
-    if a.mnist.is_some() {
-        let s = &a.split;
-        if s.test_size != 0.2 || s.stratify || s.no_scale || a.image_size.is_some() {
-            bail!(
-                "--mnist validates on the MNIST test split and divides pixels by 255: \
-                 --test-size, --stratify, --no-scale and --image-size do not apply"
-            );
-        }
-    }
-    let (train, valid, meta, source, (h, w)) = match &a.mnist {
-        Some(dir) => {
-            let (train, valid, meta) = mnist(dir, a.limit)?;
-            let dims = train.x().dims().to_vec();
-            (
-                train,
-                valid,
-                meta,
-                format!("MNIST in {}", dir.display()),
-                (dims[2], dims[3]),
-            )
-        }
-        None => {
-            let data_args = DataArgs {
-                data: a.data.clone(),
-                dataset: a.dataset.clone(),
-                target: a.target.clone(),
-                features: None,
-            };
-            let Prepared {
-                ds,
-                train,
-                valid,
-                meta,
-            } = prepare(&data_args, Task::Classification, &a.split, a.run.seed)?;
-            let f = ds.n_features();
-            let (h, w) = match &a.image_size {
-                Some(s) => parse_image_size(s)?,
-                None => {
-                    let side = (f as f64).sqrt().round() as usize;
-                    if side * side != f {
-                        bail!(
-                            "{} has {f} feature columns, not a square image: give --image-size HxW",
-                            data_args.describe()
-                        );
-                    }
-                    (side, side)
-                }
-            };
-            if h * w != f {
-                bail!(
-                    "--image-size {h}x{w} needs {} pixel columns, {} has {f}",
-                    h * w,
-                    data_args.describe()
-                );
-            }
-            let images = |d: &TensorData| -> Result<TensorData> {
-                let n = d.len();
-                Ok(TensorData::new(
-                    d.x().reshape((n, 1, h, w))?,
-                    d.y().clone(),
-                )?) // (N, 1, H, W)
-            };
-            (
-                images(&train)?,
-                images(&valid)?,
-                meta,
-                data_args.describe(),
-                (h, w),
-            )
-        }
-    };
-    let num_classes = meta.classes.as_ref().map_or(0, |c| c.len());
-    let vars = SeededVarMap::new(a.run.seed);
-    let record = |kind: &str, net: Value| {
-        json!({
-            "kind": kind,
-            "net": net,
-            "data": source,
-            "limit": a.limit,
-            "test_size": a.split.test_size,
-            "stratify": a.split.stratify,
-            "scale": !a.split.no_scale,
-        })
-    };
-    match a.arch {
-        Arch::Stack => {
-            let blocks = a
-                .channels
-                .iter()
-                .map(|&c| ConvBlock {
-                    out_channels: c,
-                    ..ConvBlock::default()
-                })
-                .collect();
-            let net_config = ConvStackConfig {
-                in_channels: 1,
-                image_size: (h, w),
-                blocks,
-                hidden: a.hidden.clone(),
-                dropout: a.dropout,
-                activation: a.activation,
-                num_classes,
-            };
-            net_config.validate().context("invalid CNN settings")?;
-            let model_json = serde_json::to_value(&net_config)?;
-            let config = a.run.train_config(record(cnn::KIND, model_json.clone()))?;
-            let net = ConvStack::new(net_config, vars.var_builder())?;
-            run_and_report(
-                &net,
-                &vars,
-                &train,
-                &valid,
-                &config,
-                &a.run,
-                (cnn::KIND, model_json, &meta),
-                true,
-            )
-        }
-        Arch::Lenet5 => {
-            if h != w {
-                bail!("LeNet-5 takes square images; {source} has {h}×{w}");
-            }
-            let net_config = LeNetConfig {
-                in_channels: 1,
-                image_size: h,
-                num_classes,
-            };
-            net_config.validate().with_context(|| format!("LeNet-5 cannot take the {h}×{w} images of {source} (use --arch stack, or --mnist DIR)"))?;
-            let model_json = serde_json::to_value(&net_config)?;
-            let config = a
-                .run
-                .train_config(record(cnn::LENET_KIND, model_json.clone()))?;
-            let net = LeNet5::new(net_config, vars.var_builder())?;
-            run_and_report(
-                &net,
-                &vars,
-                &train,
-                &valid,
-                &config,
-                &a.run,
-                (cnn::LENET_KIND, model_json, &meta),
-                true,
-            )
-        }
-    }
-}
-
-/// The `kind` of a character language model folder.
-pub const CHAR_LM_KIND: &str = "char_lm";
-
-fn train_lm(a: LmArgs, cell: CellKind) -> Result<()> {
-    let text = kiln_data::text::read_text(&a.text)
-        .with_context(|| format!("cannot read {}", a.text.display()))?;
-    let vocab = CharVocab::from_text(&text);
-    let tokens = vocab.encode(&text)?;
-    let (train_tokens, valid_tokens) = kiln_data::text::split_tokens(&tokens, a.val_fraction)
-        .context("cannot split the text (see --val-fraction)")?;
-    let windows = |t: &[u32], part: &str| {
-        TokenWindows::new(t, a.seq_len).with_context(|| {
-            format!(
-                "{}: the {part} part has {} characters, too few for --seq-len {}",
-                a.text.display(),
-                t.len(),
-                a.seq_len
-            )
-        })
-    };
-    let train = windows(train_tokens, "training")?;
-    let valid = windows(valid_tokens, "validation")?;
-    let lm_config = CharLmConfig {
-        vocab_size: vocab.len(),
-        embed_dim: a.embed_dim,
-        cell,
-        hidden_size: a.hidden_size,
-        num_layers: a.num_layers,
-        dropout: a.dropout,
-    };
-    lm_config
-        .validate()
-        .context("invalid language model settings")?;
-    let model_record = json!({
-        "kind": CHAR_LM_KIND,
-        "lm": lm_config,
-        "text": a.text,
-        "seq_len": a.seq_len,
-        "val_fraction": a.val_fraction,
-    });
-    let config = a.run.train_config(model_record)?;
-    let vars = SeededVarMap::new(a.run.seed);
-    let lm = CharLm::new(lm_config.clone(), vars.var_builder())?;
-    let model_json = json!({ "lm": lm_config, "vocab": vocab, "seq_len": a.seq_len });
-    let meta = ModelMeta {
-        features: Vec::new(),
-        target: "next character".into(),
-        classes: None,
-        preprocessing: None,
-    };
-    run_and_report(
-        &lm,
-        &vars,
-        &train,
-        &valid,
-        &config,
-        &a.run,
-        (CHAR_LM_KIND, model_json, &meta),
-        true,
-    )
 }
 
 /// Train, save `RUN_DIR/model` (kind, model config, names and scaling), measure and report.
