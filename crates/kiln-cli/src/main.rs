@@ -30,6 +30,10 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Evaluate a saved model on labelled data.
     Eval(commands::eval::EvalArgs),
+    /// Train a neural network into a run folder (progress on stderr; Ctrl-C checkpoints).
+    Train(Box<commands::train::TrainArgs>),
+    /// Generate with a trained model (text from a character language model).
+    Generate(commands::generate::GenerateArgs),
     /// Print or draw a saved model (trees: text, Graphviz DOT or a diagram).
     Show(commands::show::ShowArgs),
     /// Built-in datasets and synthetic data generators.
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Fit(args) => commands::fit::run(*args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Train(args) => commands::train::run(*args),
+        Command::Generate(args) => commands::generate::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Datasets(args) => commands::datasets::run(args),
         Command::Tour(args) => commands::tour::run(args),

@@ -12,7 +12,7 @@ use crate::output::Metrics;
 /// Arguments of `kiln eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Model folder written by `kiln fit --save`.
+    /// Model folder written by `kiln fit --save`, or a run folder written by `kiln train`.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     #[command(flatten)]

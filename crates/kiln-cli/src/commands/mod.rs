@@ -3,6 +3,8 @@
 pub mod datasets;
 pub mod eval;
 pub mod fit;
+pub mod generate;
 pub mod predict;
 pub mod show;
 pub mod tour;
+pub mod train;

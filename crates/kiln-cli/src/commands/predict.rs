@@ -12,7 +12,7 @@ use crate::models;
 /// Arguments of `kiln predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Model folder written by `kiln fit --save`.
+    /// Model folder written by `kiln fit --save`, or a run folder written by `kiln train`.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     #[command(flatten)]

@@ -3,7 +3,9 @@
 //! A model family joins the CLI with one file here (implementing [`CliModel`] for its fitted
 //! types), one `kind => load::<T>` line in [`load`], and one subcommand in `commands/fit.rs`.
 
+pub mod cnn;
 pub mod linear;
+pub mod mlp;
 pub mod svm;
 pub mod tree;
 
@@ -131,8 +133,36 @@ fn boxed<M: Persist + CliModel + 'static>(dir: &Path) -> Result<Loaded> {
     })
 }
 
-/// Load any kiln model folder, dispatching on its `kind`.
+/// A loaded network whose input width must match the folder's feature names.
+fn checked<M: CliModel + 'static>(dir: &Path, meta: ModelMeta, model: M) -> Result<Loaded> {
+    if meta.features.len() != model.n_features() {
+        bail!(
+            "{}: config.json lists {} features but the network takes {}",
+            dir.display(),
+            meta.features.len(),
+            model.n_features()
+        );
+    }
+    Ok(Loaded {
+        meta,
+        model: Box::new(model),
+    })
+}
+
+/// The model folder of `dir`: `dir` itself, or `dir/model` when `dir` is a training run folder
+/// (written by `kiln train`, whose own `config.json` is the training configuration).
+pub fn model_dir(dir: &Path) -> std::path::PathBuf {
+    let inner = dir.join("model");
+    if inner.join("config.json").is_file() && dir.join("history.jsonl").is_file() {
+        inner
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Load any kiln model folder (or a `kiln train` run folder), dispatching on its `kind`.
 pub fn load(dir: &Path) -> Result<Loaded> {
+    let dir = &model_dir(dir);
     let config = ModelFolder::read_config(dir)
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let loaded = match config.kind.as_str() {
@@ -146,6 +176,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         k if k == DecisionTreeRegressor::KIND => boxed::<DecisionTreeRegressor>(dir),
         k if k == Svc::KIND => boxed::<Svc>(dir),
         k if k == Svr::KIND => boxed::<Svr>(dir),
+        mlp::KIND => mlp::MlpModel::load(dir).and_then(|(meta, model)| checked(dir, meta, model)),
+        cnn::KIND | cnn::LENET_KIND => cnn::ConvModel::load(dir, &config.kind)
+            .and_then(|(meta, model)| checked(dir, meta, model)),
         other => bail!(
             "{}: unknown model kind {other:?}; this kiln reads: {}",
             dir.display(),
@@ -164,6 +197,9 @@ pub fn known_kinds() -> Vec<&'static str> {
         DecisionTreeRegressor::KIND,
         Svc::KIND,
         Svr::KIND,
+        mlp::KIND,
+        cnn::KIND,
+        cnn::LENET_KIND,
     ]
 }
 
