@@ -1,41 +1,15 @@
 //! Integration tests: the real `kiln` binary in a temporary folder.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{fails, json, kiln, run_ok};
 use serde_json::Value;
 
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the kiln binary runs")
-}
-
+/// Runs a command that must succeed; returns its stdout.
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = kiln(dir, args);
-    assert!(
-        out.status.success(),
-        "kiln {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = kiln(dir, args);
-    assert!(!out.status.success(), "kiln {args:?} should fail");
-    assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("panicked"));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "kiln {args:?} panicked:\n{err}");
-    err
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let out = ok(dir, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}"))
+    String::from_utf8(run_ok(dir, args).stdout).expect("utf-8 stdout")
 }
 
 #[test]

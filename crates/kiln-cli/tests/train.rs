@@ -1,44 +1,13 @@
 //! Integration tests of `kiln train` and of `kiln eval` / `kiln predict` on its run folders:
 //! the real binary in a temporary folder, tiny networks, a few dozen steps.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{fails, json, run_ok as ok};
 use serde_json::Value;
-
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the kiln binary runs")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = kiln(dir, args);
-    assert!(
-        out.status.success(),
-        "kiln {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let out = ok(dir, args);
-    let text = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{text}"))
-}
-
-/// Runs a command that must fail with a message; returns its stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = kiln(dir, args);
-    assert!(!out.status.success(), "kiln {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "kiln {args:?} panicked:\n{err}");
-    assert!(!err.trim().is_empty(), "kiln {args:?} failed silently");
-    err
-}
 
 /// Training losses of `history.jsonl`, in order.
 fn train_losses(run: &Path) -> Vec<f64> {
