@@ -90,9 +90,16 @@ impl Cache {
                 debug_assert!(old != sentinel, "cache budget below one row");
                 self.evict(old);
             }
-            // Exact: a doubling growth would hold up to twice the budget.
-            self.rows[i].reserve_exact(more);
-            self.rows[i].resize(len, 0.0);
+            if have == 0 {
+                // A new row of zeros is allocated zeroed (calloc): no fill pass here, and its
+                // fresh pages are first touched by the kernel row's computation, in parallel
+                // when the row is long.
+                self.rows[i] = vec![0.0; len];
+            } else {
+                // Exact: a doubling growth would hold up to twice the budget.
+                self.rows[i].reserve_exact(more);
+                self.rows[i].resize(len, 0.0);
+            }
             self.free -= more;
             start = have;
         } else {
