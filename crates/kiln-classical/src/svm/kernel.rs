@@ -4,7 +4,6 @@
 //! Every entry of a row is computed independently by the same arithmetic, so a row is
 //! bit-for-bit the same whatever the number of threads.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::params::Kernel;
@@ -14,7 +13,7 @@ const PAR_WORK: usize = 1 << 14;
 /// Entries per parallel task.
 const PAR_CHUNK: usize = 256;
 /// Entries of a kernel row accumulated together in registers.
-const BLOCK: usize = 8;
+const BLOCK: usize = 16;
 
 /// A kernel with its coefficients resolved to numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -283,11 +282,35 @@ impl KernelRows {
         if work < PAR_WORK || rayon::current_num_threads() == 1 {
             body(first, out);
         } else {
-            out.par_chunks_mut(PAR_CHUNK)
-                .enumerate()
-                .for_each(|(c, chunk)| body(first + c * PAR_CHUNK, chunk));
+            // One contiguous part per thread: a single fork and join per row.
+            let parts = rayon::current_num_threads()
+                .min(work / (PAR_WORK / 2))
+                .max(1);
+            split_row(first, out, parts, &body);
         }
     }
+}
+
+/// `body(first, out)` over `parts` contiguous parts of `out` (boundaries multiples of
+/// [`PAR_CHUNK`]), run with `rayon::join`.
+fn split_row(
+    first: usize,
+    out: &mut [f32],
+    parts: usize,
+    body: &(impl Fn(usize, &mut [f32]) + Sync),
+) {
+    if parts <= 1 {
+        return body(first, out);
+    }
+    let half = parts / 2;
+    let mid = (out.len() * half / parts)
+        .next_multiple_of(PAR_CHUNK)
+        .min(out.len());
+    let (a, b) = out.split_at_mut(mid);
+    rayon::join(
+        || split_row(first, a, half, body),
+        || split_row(first + mid, b, parts - half, body),
+    );
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 //! kernel data, the cached rows and every per-variable array are permuted together, and the
 //! solution is put back in the original order at the end.
 
-use rayon::prelude::*;
-
 use super::kernel::KernelRows;
 
 /// Floor of a non-positive curvature (libsvm's `TAU`).
@@ -92,9 +90,16 @@ impl Cache {
                 debug_assert!(old != sentinel, "cache budget below one row");
                 self.evict(old);
             }
-            // Exact: a doubling growth would hold up to twice the budget.
-            self.rows[i].reserve_exact(more);
-            self.rows[i].resize(len, 0.0);
+            if have == 0 {
+                // A new row of zeros is allocated zeroed (calloc): no fill pass here, and its
+                // fresh pages are first touched by the kernel row's computation, in parallel
+                // when the row is long.
+                self.rows[i] = vec![0.0; len];
+            } else {
+                // Exact: a doubling growth would hold up to twice the budget.
+                self.rows[i].reserve_exact(more);
+                self.rows[i].resize(len, 0.0);
+            }
             self.free -= more;
             start = have;
         } else {
@@ -371,8 +376,14 @@ pub struct Problem {
     pub max_iter: Option<usize>,
 }
 
-/// Active sets at least this long are scanned and updated in parallel chunks of this size.
-const PAR_SCAN: usize = 8192;
+/// Active sets at least this long are split across the pool's threads, one contiguous part per
+/// thread (a per-iteration pass over fewer is cheaper than waking another thread).
+const PAR_MIN: usize = 4096;
+/// Part boundaries are multiples of this (whole cache lines of every array).
+const PART_ALIGN: usize = 64;
+/// Entries per block of the fused gradient update and scan (updated, then scanned while in
+/// the processor's cache).
+const FUSE_BLOCK: usize = 512;
 
 /// The best candidate of a scan: its value and index, a later index winning ties (libsvm's
 /// `>=` in a forward loop).
@@ -390,7 +401,7 @@ impl Best {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     fn offer(&mut self, v: f64, t: usize) {
         if v >= self.val {
             self.val = v;
@@ -408,23 +419,96 @@ impl Best {
     }
 }
 
-/// `scan` over `0..n`, in parallel chunks of [`PAR_SCAN`] when `n` is long and the pool has
-/// more than one thread, the chunk results merged left to right (so the result does not
-/// depend on the thread count).
+/// How many parts a pass over `n` entries is split into: one per thread when `n` is long.
+fn parts(n: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads == 1 || n < PAR_MIN {
+        1
+    } else {
+        threads.min(n / (PAR_MIN / 2))
+    }
+}
+
+/// Where the first of `parts` parts of `lo..hi` ends when split into `half` and the rest.
+fn split_point(lo: usize, hi: usize, half: usize, parts: usize) -> usize {
+    let mid = lo + ((hi - lo) * half / parts).next_multiple_of(PART_ALIGN);
+    mid.min(hi)
+}
+
+/// `scan` over `lo..hi` split into `parts` contiguous ranges run with `rayon::join`, the
+/// results merged left to right (so the result does not depend on the split).
+fn split_scan<T: Send>(
+    lo: usize,
+    hi: usize,
+    parts: usize,
+    scan: &(impl Fn(std::ops::Range<usize>) -> T + Sync),
+    merge: &(impl Fn(T, T) -> T + Sync),
+) -> T {
+    if parts <= 1 {
+        return scan(lo..hi);
+    }
+    let half = parts / 2;
+    let mid = split_point(lo, hi, half, parts);
+    let (a, b) = rayon::join(
+        || split_scan(lo, mid, half, scan, merge),
+        || split_scan(mid, hi, parts - half, scan, merge),
+    );
+    merge(a, b)
+}
+
+/// `scan` over `0..n`, split across the pool's threads when `n` is long, the parts merged left
+/// to right (so the result does not depend on the thread count).
 fn chunked<T: Send>(
     n: usize,
     scan: impl Fn(std::ops::Range<usize>) -> T + Sync,
     init: T,
-    merge: impl Fn(T, T) -> T,
+    merge: impl Fn(T, T) -> T + Sync,
 ) -> T {
-    if n < 2 * PAR_SCAN || rayon::current_num_threads() == 1 {
-        return merge(init, scan(0..n));
+    let r = split_scan(0, n, parts(n), &scan, &merge);
+    merge(init, r)
+}
+
+/// `f(part, first)` over contiguous parts of `g` (`first` the index of `part[0]`), split
+/// across the pool's threads like [`chunked`], the results merged left to right.
+fn split_mut<T: Send>(
+    g: &mut [f64],
+    first: usize,
+    parts: usize,
+    f: &(impl Fn(&mut [f64], usize) -> T + Sync),
+    merge: &(impl Fn(T, T) -> T + Sync),
+) -> T {
+    if parts <= 1 {
+        return f(g, first);
     }
-    let parts: Vec<T> = (0..n.div_ceil(PAR_SCAN))
-        .into_par_iter()
-        .map(|c| scan(c * PAR_SCAN..n.min((c + 1) * PAR_SCAN)))
-        .collect();
-    parts.into_iter().fold(init, merge)
+    let half = parts / 2;
+    let mid = split_point(0, g.len(), half, parts);
+    let (a, b) = g.split_at_mut(mid);
+    let (x, z) = rayon::join(
+        || split_mut(a, first, half, f, merge),
+        || split_mut(b, first + mid, parts - half, f, merge),
+    );
+    merge(x, z)
+}
+
+/// The candidate for `i` of the working set among `t` in `r`: the maximal violation
+/// `-y_t G_t` over `I_up` (the last one among equals).
+#[inline(always)]
+fn scan_up(y: &[f64], g: &[f64], status: &[Bound], r: std::ops::Range<usize>) -> Best {
+    // Branch-free selects (the signs and bounds follow no pattern a branch predictor learns);
+    // the comparisons are libsvm's, so the winner is the same.
+    let (mut bv, mut bi) = (f64::NEG_INFINITY, usize::MAX);
+    for t in r {
+        let pos = y[t] > 0.0;
+        let v = if pos { -g[t] } else { g[t] };
+        let ok = status[t] != if pos { Bound::Upper } else { Bound::Lower };
+        let take = ok & (v >= bv);
+        bv = if take { v } else { bv };
+        bi = if take { t } else { bi };
+    }
+    Best {
+        val: bv,
+        idx: (bi != usize::MAX).then_some(bi),
+    }
 }
 
 struct Solver<'a, Q: QMatrix> {
@@ -441,6 +525,9 @@ struct Solver<'a, Q: QMatrix> {
     active_set: Vec<usize>,
     eps: f64,
     unshrink: bool,
+    /// The `i` candidate of the next working set, found by the last step's gradient update
+    /// over the current active set (`None` when it must be scanned afresh).
+    next_up: Option<Best>,
 }
 
 /// Solve `problem` over `q` with SMO.
@@ -460,6 +547,7 @@ pub fn solve<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
         active_set: (0..l).collect(),
         eps: problem.eps,
         unshrink: false,
+        next_up: None,
     };
     for i in 0..l {
         s.update_status(i);
@@ -477,6 +565,7 @@ pub fn solve<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
         counter -= 1;
         if counter == 0 {
             counter = l.min(1000);
+            s.next_up = None;
             if problem.shrinking {
                 s.do_shrinking();
             }
@@ -486,6 +575,7 @@ pub fn solve<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
             None => {
                 s.reconstruct_gradient();
                 s.active_size = l;
+                s.next_up = None;
                 match s.select_working_set() {
                     Some(ij) => {
                         counter = 1;
@@ -644,28 +734,35 @@ impl<Q: QMatrix> Solver<'_, Q> {
         }
         let dai = self.alpha[i] - old_ai;
         let daj = self.alpha[j] - old_aj;
-        {
-            let qi = &self.q.row(0)[..n];
-            let qj = &self.q.row(1)[..n];
-            let update = |g: &mut [f64], qi: &[f32], qj: &[f32]| {
-                for ((g, &a), &b) in g.iter_mut().zip(qi).zip(qj) {
-                    *g += a as f64 * dai + b as f64 * daj;
-                }
-            };
-            if n < 2 * PAR_SCAN || rayon::current_num_threads() == 1 {
-                update(&mut self.g[..n], qi, qj);
-            } else {
-                self.g[..n]
-                    .par_chunks_mut(PAR_SCAN)
-                    .zip(qi.par_chunks(PAR_SCAN))
-                    .zip(qj.par_chunks(PAR_SCAN))
-                    .for_each(|((g, a), b)| update(g, a, b));
-            }
-        }
         let ui = self.is_upper(i);
         let uj = self.is_upper(j);
         self.update_status(i);
         self.update_status(j);
+        {
+            // The gradient update, fused with the scan for the next step's `i` (the same
+            // values as scanning afterwards, in one pass over the active set).
+            let qi = &self.q.row(0)[..n];
+            let qj = &self.q.row(1)[..n];
+            let (y, status) = (&self.y[..n], &self.status[..n]);
+            let body = |g: &mut [f64], first: usize| {
+                let mut best = Best::none();
+                for (b, gb) in g.chunks_mut(FUSE_BLOCK).enumerate() {
+                    let lo = first + b * FUSE_BLOCK;
+                    let hi = lo + gb.len();
+                    for ((g, &a), &c) in gb.iter_mut().zip(&qi[lo..hi]).zip(&qj[lo..hi]) {
+                        *g += a as f64 * dai + c as f64 * daj;
+                    }
+                    let found = scan_up(&y[lo..hi], gb, &status[lo..hi], 0..gb.len());
+                    best = best.merge(Best {
+                        val: found.val,
+                        idx: found.idx.map(|t| t + lo),
+                    });
+                }
+                best
+            };
+            let p = parts(n);
+            self.next_up = Some(split_mut(&mut self.g[..n], 0, p, &body, &Best::merge));
+        }
         let l = self.l;
         for (k, was_upper, ck) in [(i, ui, ci), (j, uj, cj)] {
             if was_upper != self.is_upper(k) {
@@ -684,27 +781,13 @@ impl<Q: QMatrix> Solver<'_, Q> {
     /// merged in order, which picks the same pair as libsvm's sequential scan.
     fn select_working_set(&mut self) -> Option<(usize, usize)> {
         let n = self.active_size;
-        let (y, g, status) = (&self.y[..n], &self.g[..n], &self.status[..n]);
-        // i: the maximal violation -y_t G_t over I_up (the last one among equals).
-        let scan_i = |r: std::ops::Range<usize>| {
-            let mut best = Best::none();
-            for t in r {
-                let v = if y[t] > 0.0 {
-                    if status[t] == Bound::Upper {
-                        continue;
-                    }
-                    -g[t]
-                } else {
-                    if status[t] == Bound::Lower {
-                        continue;
-                    }
-                    g[t]
-                };
-                best.offer(v, t);
+        let first = match self.next_up.take() {
+            Some(b) => b,
+            None => {
+                let (y, g, status) = (&self.y[..n], &self.g[..n], &self.status[..n]);
+                chunked(n, |r| scan_up(y, g, status, r), Best::none(), Best::merge)
             }
-            best
         };
-        let first = chunked(n, scan_i, Best::none(), Best::merge);
         let gmax = first.val;
         let i = first.idx?;
         self.q.load(0, i, n);
@@ -712,34 +795,34 @@ impl<Q: QMatrix> Solver<'_, Q> {
         let qd = self.q.qd();
         let (y, g, status) = (&self.y[..n], &self.g[..n], &self.status[..n]);
         let yi = y[i];
-        // j: the largest gain (grad_diff² / quad) over I_low, and the maximal y_j G_j there.
+        let qdi = qd[i];
+        // j: the largest gain (grad_diff² / quad) over I_low, and the maximal y_j G_j there;
+        // branch-free like `scan_up`, with libsvm's arithmetic and comparisons (`a - b` and
+        // `a + (-b)` are the same number).
         let scan_j = |r: std::ops::Range<usize>| {
             let mut gmax2 = f64::NEG_INFINITY;
-            let mut best = Best::none();
+            let (mut bv, mut bi) = (f64::NEG_INFINITY, usize::MAX);
             for j in r {
+                let pos = y[j] > 0.0;
                 let gj = g[j];
-                let (v, quad) = if y[j] > 0.0 {
-                    if status[j] == Bound::Lower {
-                        continue;
-                    }
-                    (gj, qd[i] + qd[j] - 2.0 * yi * qi[j] as f64)
-                } else {
-                    if status[j] == Bound::Upper {
-                        continue;
-                    }
-                    (-gj, qd[i] + qd[j] + 2.0 * yi * qi[j] as f64)
-                };
-                if v >= gmax2 {
-                    gmax2 = v;
-                }
+                let ok = status[j] != if pos { Bound::Lower } else { Bound::Upper };
+                let v = if pos { gj } else { -gj };
+                let w = 2.0 * yi * qi[j] as f64;
+                let quad = qdi + qd[j] + if pos { -w } else { w };
+                gmax2 = if ok & (v >= gmax2) { v } else { gmax2 };
                 let grad_diff = gmax + v;
-                if grad_diff > 0.0 {
-                    let quad = if quad > 0.0 { quad } else { TAU };
-                    // libsvm minimises -(grad_diff²)/quad with `<=`; maximising its exact
-                    // negation with `>=` picks the same index.
-                    best.offer((grad_diff * grad_diff) / quad, j);
-                }
+                let quad = if quad > 0.0 { quad } else { TAU };
+                // libsvm minimises -(grad_diff²)/quad with `<=`; maximising its exact
+                // negation with `>=` picks the same index.
+                let gain = (grad_diff * grad_diff) / quad;
+                let take = ok & (grad_diff > 0.0) & (gain >= bv);
+                bv = if take { gain } else { bv };
+                bi = if take { j } else { bi };
             }
+            let best = Best {
+                val: bv,
+                idx: (bi != usize::MAX).then_some(bi),
+            };
             (gmax2, best)
         };
         let (gmax2, second) = chunked(
@@ -927,7 +1010,7 @@ mod tests {
     #[test]
     fn parallel_scan_picks_the_sequential_winner() {
         // Many ties (values from a small set), so the tie rule decides.
-        let n = 5 * PAR_SCAN + 123;
+        let n = 5 * PAR_MIN + 123;
         let vals: Vec<f64> = (0..n).map(|t| ((t * 7919) % 13) as f64).collect();
         let mut seq = Best::none();
         for (t, &v) in vals.iter().enumerate() {
@@ -950,6 +1033,64 @@ mod tests {
             seq.idx,
             Some((0..n).rev().find(|&t| vals[t] == 12.0).unwrap())
         );
+    }
+
+    #[test]
+    fn split_passes_give_the_single_thread_solution() {
+        // Long enough (over 2 * PAR_MIN) for the split scans and the fused gradient update;
+        // a bounded number of steps keeps the unoptimised test build fast.
+        use super::super::kernel::KernelFn;
+        use super::super::params::Kernel;
+        let l = 2 * PAR_MIN + 777;
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let x: Vec<f64> = (0..l * 3).map(|_| next()).collect();
+        let y: Vec<f64> = (0..l)
+            .map(|t| {
+                if x[3 * t] + 0.3 * next() > 0.0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let run = |threads: usize| {
+            let k = KernelFn {
+                kernel: Kernel::Rbf,
+                gamma: 0.5,
+                degree: 3,
+                coef0: 0.0,
+            };
+            let mut q = SvcQ::new(KernelRows::new(x.clone(), 3, k), &y, 64e6);
+            let problem = Problem {
+                p: vec![-1.0; l],
+                y: y.clone(),
+                c: vec![1.0; l],
+                alpha: vec![0.0; l],
+                eps: 1e-3,
+                shrinking: true,
+                max_iter: Some(150),
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| solve(&mut q, problem))
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let many = run(threads);
+            assert_eq!(one.alpha, many.alpha, "{threads} threads");
+            assert_eq!(one.rho, many.rho);
+            assert_eq!(one.n_iter, many.n_iter);
+        }
+        assert_eq!(one.n_iter, 150);
+        assert!(one.alpha.iter().any(|&a| a > 0.0));
     }
 
     #[test]
