@@ -26,3 +26,4 @@ pub mod cnn;
 pub mod folder;
 pub mod mlp;
 pub mod rnn;
+pub mod tokenizer_train;
