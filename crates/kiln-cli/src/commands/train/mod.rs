@@ -8,10 +8,12 @@
 //! Progress goes to stderr; Ctrl-C saves a checkpoint and stops (continue with `--resume`).
 
 mod cnn;
+mod gpt;
 mod lm;
 mod mlp;
 
 use cnn::CnnArgs;
+use gpt::GptArgs;
 use lm::LmArgs;
 pub use lm::CHAR_LM_KIND;
 use mlp::MlpArgs;
@@ -59,6 +61,9 @@ enum TrainModel {
     Gru(LmArgs),
     /// Character-level Elman RNN (tanh) language model on a text file.
     Rnn(LmArgs),
+    /// GPT-2 language model on a text file, from scratch or fine-tuned (`--init-from`); writes
+    /// a Hugging Face GPT-2 folder.
+    Gpt(GptArgs),
 }
 
 /// Optimizers by name.
@@ -256,6 +261,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Lstm(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Lstm),
         TrainModel::Gru(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Gru),
         TrainModel::Rnn(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::RnnTanh),
+        TrainModel::Gpt(a) => gpt::train_gpt(a),
     }
 }
 
