@@ -41,6 +41,7 @@ pub fn run(args: TourArgs) -> Result<()> {
         linear_chapter(&args.out, args.seed)?,
         tree_chapter(&args.out, args.seed)?,
         svm_chapter(&args.out, args.seed)?,
+        super::tour_gpt::gpt_chapter(4, args.seed)?,
     ];
     let report = Report {
         title: "A tour of kiln".into(),

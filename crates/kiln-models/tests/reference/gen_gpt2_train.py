@@ -14,7 +14,7 @@ With `--check-folder DIR --text FILE --val-fraction F`, it instead loads a folde
 `kiln train gpt` with `GPT2LMHeadModel.from_pretrained` and `AutoTokenizer.from_pretrained`,
 and prints the mean cross-entropy over the validation windows of FILE, cut as kiln cuts them
 (the last F of the tokens, non-overlapping windows of block_size + 1 tokens advancing by
-block_size), to compare with the validation loss `kiln train gpt --json` reports.
+block_size; --block-size defaults to the model's n_positions), to compare with the validation loss `kiln train gpt --json` reports.
 """
 
 import argparse
@@ -111,7 +111,7 @@ def make_fixture():
     print(f"wrote {path}: losses {losses}, final {final_loss}")
 
 
-def check_folder(folder, text_path, val_fraction):
+def check_folder(folder, text_path, val_fraction, block_size):
     from transformers import AutoTokenizer
 
     model = GPT2LMHeadModel.from_pretrained(folder).float().eval()
@@ -119,11 +119,9 @@ def check_folder(folder, text_path, val_fraction):
     with open(text_path, encoding="utf-8") as f:
         text = f.read()
     ids = tok(text)["input_ids"]
-    n_val = int(round(len(ids) * val_fraction))
+    n_val = int(len(ids) * val_fraction + 0.5)  # as kiln (round half away from zero)
     val = ids[len(ids) - n_val:]
-    t = model.config.n_positions
-    block = int(json.load(open(os.path.join(folder, "kiln.json")))["block_size"]) if os.path.exists(
-        os.path.join(folder, "kiln.json")) else t
+    block = block_size or model.config.n_positions
     n = (len(val) - 1) // block
     total, count = 0.0, 0
     with torch.no_grad():
@@ -141,8 +139,9 @@ if __name__ == "__main__":
     ap.add_argument("--check-folder")
     ap.add_argument("--text")
     ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--block-size", type=int, default=None)
     a = ap.parse_args()
     if a.check_folder:
-        check_folder(a.check_folder, a.text, a.val_fraction)
+        check_folder(a.check_folder, a.text, a.val_fraction, a.block_size)
     else:
         make_fixture()
