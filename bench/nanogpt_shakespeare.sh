@@ -10,6 +10,7 @@
 #
 #   bash bench/nanogpt_shakespeare.sh                 # release build, under nice -n 10
 #   KILN=target/debug/kiln THREADS=1 bash bench/nanogpt_shakespeare.sh
+#   PEER=1 bash bench/nanogpt_shakespeare.sh   # also the PyTorch peer (needs torch, transformers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN:-target/release/kiln}
@@ -24,12 +25,37 @@ env ${THREADS:+RAYON_NUM_THREADS=$THREADS} nice -n 10 "$KILN" train gpt \
   --batch-size 12 --steps 2000 --optimizer adamw --lr 1e-3 --min-lr 1e-4 \
   --schedule warmup-cosine --warmup-steps 100 --beta2 0.99 --weight-decay 0.1 \
   --clip-grad-norm 1 --eval-every 1000 --seed 1337 --out "$OUT" --quiet --json > "$OUT.json"
-python3 - "$OUT.json" <<'PY'
+python3 - "$OUT.json" "$OUT/history.jsonl" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 v = r["validation"]
+# Time in the training steps alone (the run's wall time also holds the evaluations).
+recs = [json.loads(l) for l in open(sys.argv[2])]
+train = [x for x in recs if x["kind"] == "train"]
+steps_secs, prev = 0.0, 0
+for x in train:
+    steps_secs += (x["step"] - prev) * 12 / x["samples_per_sec"]
+    prev = x["step"]
+open(sys.argv[1] + ".steps_secs", "w").write(str(steps_secs))
+print(f"kiln: training steps took {steps_secs:.1f} s")
 print(f"kiln: validation loss {v['loss']:.4f} (perplexity {v['perplexity']:.3f}) over "
       f"{v['examples']} windows of 64; train loss {r['train']['loss']:.4f}; "
       f"{r['steps']} steps in {r['wall_seconds']:.1f} s")
 print(f"nanoGPT's published validation loss 1.88: {'met' if v['loss'] <= 1.88 else 'NOT met'}")
 PY
+if [ "${PEER:-0}" = 1 ]; then
+  peer=$(nice -n 10 python3 bench/nanogpt_shakespeare_peer.py --threads "${THREADS:-1}")
+  echo "peer: $peer"
+  python3 - "$peer" "$(cat "$OUT.json.steps_secs")" <<'PY'
+import json, sys
+p, k = json.loads(sys.argv[1]), float(sys.argv[2])
+print(f"PyTorch: validation loss {p['validation_loss']:.4f}, training steps {p['train_seconds']:.1f} s")
+print(f"time ratio kiln / PyTorch: {k / p['train_seconds']:.2f}")
+PY
+fi
+# INSTALL_DEFAULT=1: make this run's model kiln's embedded default GPT.
+if [ "${INSTALL_DEFAULT:-0}" = 1 ]; then
+  cp "$OUT"/model/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,generation_config.json} \
+    crates/kiln-models/assets/default-gpt/
+  echo "copied $OUT/model into crates/kiln-models/assets/default-gpt/"
+fi
