@@ -8,6 +8,9 @@
 //! * [`mlp`]: multi-layer perceptron for tabular classification and regression.
 //! * [`cnn`]: LeNet-5 and a configurable convolution stack.
 //! * [`rnn`]: RNN/LSTM/GRU sequence classifier and character language model with sampling.
+//! * [`gpt2`]: GPT-2 with Hugging Face names, KV-cached generation, HF folder loading.
+//! * [`tokenizer`]: GPT-2's byte-level BPE tokenizer.
+//! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
 //! ```
@@ -24,6 +27,8 @@
 
 pub mod cnn;
 pub mod folder;
+pub mod gpt2;
 pub mod mlp;
 pub mod rnn;
+pub mod tokenizer;
 pub mod tokenizer_train;
