@@ -11,7 +11,9 @@ use serde_json::Value;
 
 /// A small corpus with structure to learn (seeded, no randomness needed).
 fn corpus() -> String {
-    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"];
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far",
+    ];
     let mut s = String::new();
     for i in 0..400usize {
         s += words[(i * 7 + i / 3) % words.len()];
@@ -74,7 +76,10 @@ fn learns_reports_perplexity_and_writes_a_hf_folder() {
     chars.sort_unstable();
     chars.dedup();
     let uniform = (chars.len() as f64).ln();
-    assert!(loss < uniform - 0.5, "validation loss {loss}, uniform {uniform}");
+    assert!(
+        loss < uniform - 0.5,
+        "validation loss {loss}, uniform {uniform}"
+    );
     let h = history(&p.join("run"));
     let evals: Vec<&Value> = h.iter().filter(|r| r["kind"] == "eval").collect();
     assert_eq!(evals.len(), 2);
@@ -87,13 +92,19 @@ fn learns_reports_perplexity_and_writes_a_hf_folder() {
 
     let model = p.join("run/model");
     let cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["model_type"], "gpt2");
     assert_eq!(cfg["architectures"][0], "GPT2LMHeadModel");
-    assert_eq!((cfg["n_layer"].as_u64(), cfg["n_positions"].as_u64()), (Some(1), Some(16)));
+    assert_eq!(
+        (cfg["n_layer"].as_u64(), cfg["n_positions"].as_u64()),
+        (Some(1), Some(16))
+    );
     assert_eq!(cfg["vocab_size"].as_u64(), Some(chars.len() as u64));
-    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         assert!(model.join(f).is_file(), "{f}");
     }
 }
@@ -167,6 +178,40 @@ fn bpe_tokenizer_and_fine_tuning() {
 }
 
 #[test]
+fn generate_reads_run_folders_and_defaults_to_the_embedded_model() {
+    let dir = setup();
+    let p = dir.path();
+    train(p, "run", &["--steps", "5"]);
+    let gen = |more: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "text",
+            "--prompt",
+            "the cat",
+            "--max-new-tokens",
+            "8",
+        ];
+        a.extend_from_slice(more);
+        String::from_utf8(run_ok(p, &a).stdout).unwrap()
+    };
+    // A `kiln train gpt` run folder, and its model/ folder, give the same text.
+    let a = gen(&["--model", "run", "--seed", "1"]);
+    assert_eq!(a, gen(&["--model", "run/model", "--seed", "1"]));
+    assert!(
+        a.starts_with("the cat") && a.trim_end().len() > "the cat".len(),
+        "{a:?}"
+    );
+    // No --model: the embedded Shakespeare GPT; same seed, same text.
+    let d1 = gen(&["--seed", "5", "--temperature", "0.8"]);
+    assert_eq!(d1, gen(&["--seed", "5", "--temperature", "0.8"]));
+    assert!(
+        d1.starts_with("the cat") && d1.trim_end().chars().count() > 7,
+        "{d1:?}"
+    );
+    assert_ne!(d1, gen(&["--seed", "6", "--temperature", "0.8"]));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let dir = setup();
     let p = dir.path();
@@ -188,14 +233,65 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("missing") && e.contains("config.json"), "{e}");
     let e = run(&["--text", "absent.txt"]);
     assert!(e.contains("absent.txt"), "{e}");
-    let e = run(&["--text", "corpus.txt", "--tokenizer", "bpe", "--vocab-size", "100"]);
+    let e = run(&[
+        "--text",
+        "corpus.txt",
+        "--tokenizer",
+        "bpe",
+        "--vocab-size",
+        "100",
+    ]);
     assert!(e.contains("vocab_size = 100"), "{e}");
-    run_ok(p, &["train", "gpt", "--text", "corpus.txt", "--steps", "1", "--n-layer", "1",
-        "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--out", "one", "--quiet"]);
-    let e = run(&["--text", "corpus.txt", "--init-from", "one/model", "--n-layer", "2"]);
-    assert!(e.contains("--n-layer cannot be combined with --init-from"), "{e}");
-    let e = run(&["--text", "corpus.txt", "--init-from", "one/model", "--block-size", "9"]);
+    run_ok(
+        p,
+        &[
+            "train",
+            "gpt",
+            "--text",
+            "corpus.txt",
+            "--steps",
+            "1",
+            "--n-layer",
+            "1",
+            "--n-embd",
+            "8",
+            "--n-head",
+            "2",
+            "--block-size",
+            "8",
+            "--out",
+            "one",
+            "--quiet",
+        ],
+    );
+    let e = run(&[
+        "--text",
+        "corpus.txt",
+        "--init-from",
+        "one/model",
+        "--n-layer",
+        "2",
+    ]);
+    assert!(
+        e.contains("--n-layer cannot be combined with --init-from"),
+        "{e}"
+    );
+    let e = run(&[
+        "--text",
+        "corpus.txt",
+        "--init-from",
+        "one/model",
+        "--block-size",
+        "9",
+    ]);
     assert!(e.contains("n_positions = 8"), "{e}");
-    let e = run(&["--text", "corpus.txt", "--optimizer", "sgd", "--beta2", "0.9"]);
+    let e = run(&[
+        "--text",
+        "corpus.txt",
+        "--optimizer",
+        "sgd",
+        "--beta2",
+        "0.9",
+    ]);
     assert!(e.contains("--beta2"), "{e}");
 }

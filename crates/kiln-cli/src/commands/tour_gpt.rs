@@ -26,9 +26,13 @@ pub fn gpt_chapter(number: usize, seed: u64) -> Result<Chapter> {
         seed,
         ..GenerationConfig::default()
     };
-    let out = generate(&model, std::slice::from_ref(&prompt), &gen, Some(&tok), &mut |_, _| {
-        Ok(())
-    })?;
+    let out = generate(
+        &model,
+        std::slice::from_ref(&prompt),
+        &gen,
+        Some(&tok),
+        &mut |_, _| Ok(()),
+    )?;
     let text = format!("{PROMPT}{}", out.texts.first().map_or("", String::as_str));
     let rate = |n: usize, s: f64| {
         if s > 0.0 {

@@ -36,7 +36,12 @@ fn to_json(v: &serde_json::Value) -> Result<Vec<u8>> {
 
 /// Save the model of `cfg` whose weights are `vars`, with `tokenizer`, into the folder `dir`
 /// (created if missing; files already there are replaced).
-pub fn save_folder(dir: &Path, cfg: &Gpt2Config, vars: &VarMap, tokenizer: &Tokenizer) -> Result<()> {
+pub fn save_folder(
+    dir: &Path,
+    cfg: &Gpt2Config,
+    vars: &VarMap,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
     cfg.validate()?;
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(Error::shape(format!(

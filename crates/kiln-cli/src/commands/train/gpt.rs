@@ -248,7 +248,12 @@ pub(super) fn train_gpt(a: GptArgs) -> Result<()> {
         }
         v
     };
-    let final_train = with_ppl(measure(&model, &train, config.batch_size, TRAIN_MEASURE_MAX)?);
+    let final_train = with_ppl(measure(
+        &model,
+        &train,
+        config.batch_size,
+        TRAIN_MEASURE_MAX,
+    )?);
     let last_eval = history::read(&history_path)?
         .into_iter()
         .rev()
@@ -257,22 +262,30 @@ pub(super) fn train_gpt(a: GptArgs) -> Result<()> {
         Some(r) => json!({ "loss": r.loss, "accuracy": r.accuracy, "examples": valid.len() }),
         None => measure(&model, &valid, config.batch_size, usize::MAX)?,
     });
-    let seen = samples_seen(report.start_step, report.steps, train.len(), config.batch_size);
+    let seen = samples_seen(
+        report.start_step,
+        report.steps,
+        train.len(),
+        config.batch_size,
+    );
     let ppl = final_valid["perplexity"].as_f64();
     finish(&a.run, &report, final_train, final_valid, wall, seen, true)?;
     if !a.run.json {
         if let Some(p) = ppl {
             println!("validation perplexity {p:.3}");
         }
-        println!("model       {} (Hugging Face GPT-2 folder)", model_dir.display());
+        println!(
+            "model       {} (Hugging Face GPT-2 folder)",
+            model_dir.display()
+        );
     }
     Ok(())
 }
 
 /// Give every evaluation record of `history.jsonl` its perplexity, exp(loss).
 fn add_perplexity(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = String::with_capacity(text.len() + text.len() / 4);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut v: Value = serde_json::from_str(line)
