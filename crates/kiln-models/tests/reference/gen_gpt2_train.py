@@ -123,13 +123,15 @@ def check_folder(folder, text_path, val_fraction, block_size):
     val = ids[len(ids) - n_val:]
     block = block_size or model.config.n_positions
     n = (len(val) - 1) // block
+    w = torch.tensor([val[i * block: i * block + block + 1] for i in range(n)])
     total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(n):
-            w = torch.tensor(val[i * block: i * block + block + 1]).unsqueeze(0)
-            logits = model(w[:, :-1]).logits
-            total += float(F.cross_entropy(logits[0], w[0, 1:], reduction="sum"))
-            count += block
+        for i in range(0, n, 64):
+            b = w[i: i + 64]
+            logits = model(b[:, :-1]).logits
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           b[:, 1:].reshape(-1), reduction="sum"))
+            count += b[:, 1:].numel()
     print(json.dumps({"tokens": len(ids), "validation_tokens": len(val), "windows": n,
                       "validation_loss": total / count}))
 
