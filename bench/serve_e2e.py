@@ -221,26 +221,46 @@ def browser_checks(base, shots):
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def shutdown_check(proc, base, lm_id):
+    """SIGTERM while a stream is in flight: the stream still ends with [DONE], then the
+    server exits 0."""
+    import http.client
+
+    host, port = base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    body = json.dumps({"model": lm_id, "prompt": "ROMEO:", "max_tokens": 20000, "stream": True})
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
+    r = conn.getresponse()
+    first = r.fp.readline()
+    proc.terminate()
+    rest = r.read().decode()
+    chunks = rest.count("data: {") + 1
+    check(first.startswith(b"data: ") and rest.endswith("data: [DONE]\n\n"),
+          f"SIGTERM mid-stream: the stream still finished ({chunks} chunks, ends with [DONE])")
+    rc = proc.wait(timeout=30)
+    check(rc == 0, f"then the server exited with code {rc}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/kiln-serve-e2e")
     a = ap.parse_args()
     kiln = kiln_binary()
     lm, tree = models(a.work, kiln)
-    proc, base = start_server(kiln, [lm, tree], ["--api-key", KEY])
+    proc, base = start_server(kiln, [lm, tree], ["--api-key", KEY, "--max-tokens", "20000"])
     try:
         openai_checks(base, os.path.basename(lm), os.path.basename(tree))
         raw_checks(base, os.path.basename(tree))
         browser_checks(base, a.work)
+        shutdown_check(proc, base, os.path.basename(lm))
     finally:
-        proc.terminate()  # SIGTERM: graceful shutdown
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = "killed"
-        err = proc.stderr.read()
-        print(f"     server stopped on SIGTERM with exit code {rc}; its log ends: {err.strip().splitlines()[-1:]}")
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(f"     server log ends: {proc.stderr.read().strip().splitlines()[-1:]}")
     print("all end-to-end checks passed")
 
 

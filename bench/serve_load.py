@@ -4,7 +4,7 @@ queue bound, set low on purpose with --max-queue) wait 50 ms and try again; ever
 failure counts as an error. Prints request counts, latency percentiles (whole stream and
 first token), generated tokens per second and the server's resident memory over the run.
 
-    pip install openai            # brings httpx
+    pip install openai
     cargo build -p kiln-cli
     python3 bench/serve_load.py --clients 32 --seconds 60
 """
@@ -18,7 +18,9 @@ import statistics
 import sys
 import time
 
-import httpx
+import urllib.request
+
+import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_common import kiln_binary, models, rss_kib, start_server  # noqa: E402
@@ -31,45 +33,33 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def client(cid, http, base, model, args, end, stats):
+async def client(cid, api, model, args, end, stats):
     rng = random.Random(cid)
     while time.monotonic() < end:
-        body = {"model": model, "prompt": "ROMEO:", "max_tokens": args.max_tokens,
-                "temperature": 0.8, "seed": rng.randrange(1 << 31), "stream": True}
         t0 = time.monotonic()
         first = None
         tokens = 0
+        finished = False
         try:
-            async with http.stream("POST", base + "/v1/completions", json=body) as r:
-                if r.status_code == 429:
-                    await r.aread()
-                    stats["429"] += 1
-                    await asyncio.sleep(0.05)
-                    continue
-                if r.status_code != 200:
-                    stats["errors"].append(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
-                    continue
-                done = False
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    data = line[6:]
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    msg = json.loads(data)
-                    if "error" in msg:
-                        stats["errors"].append(str(msg["error"]))
-                        break
-                    if msg["choices"][0]["text"]:
-                        tokens += 1
-                        if first is None:
-                            first = time.monotonic() - t0
-                if not done:
-                    stats["errors"].append("stream ended without [DONE]")
-                    continue
+            stream = await api.completions.create(
+                model=model, prompt="ROMEO:", max_tokens=args.max_tokens, temperature=0.8,
+                seed=rng.randrange(1 << 31), stream=True)
+            async for chunk in stream:
+                if chunk.choices[0].text:
+                    tokens += 1
+                    if first is None:
+                        first = time.monotonic() - t0
+                if chunk.choices[0].finish_reason:
+                    finished = True
+        except openai.RateLimitError:
+            stats["429"] += 1
+            await asyncio.sleep(0.05)
+            continue
         except Exception as e:  # noqa: BLE001 - every failure is counted and reported
             stats["errors"].append(f"{type(e).__name__}: {e}")
+            continue
+        if not finished:
+            stats["errors"].append("stream ended without a finish_reason")
             continue
         stats["latency"].append(time.monotonic() - t0)
         stats["ttft"].append(first if first is not None else float("nan"))
@@ -86,14 +76,14 @@ async def sample_memory(pid, end, out):
 async def main_async(args, base, pid, model):
     stats = {"ok": 0, "429": 0, "errors": [], "latency": [], "ttft": [], "tokens": 0}
     mem = []
-    limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits) as http:
-        t0 = time.monotonic()
-        end = t0 + args.seconds
-        await asyncio.gather(sample_memory(pid, end, mem),
-                             *(client(i, http, base, model, args, end, stats) for i in range(args.clients)))
-        wall = time.monotonic() - t0
-        metrics = (await http.get(base + "/metrics")).text
+    api = openai.AsyncOpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
+    t0 = time.monotonic()
+    end = t0 + args.seconds
+    await asyncio.gather(sample_memory(pid, end, mem),
+                         *(client(i, api, model, args, end, stats) for i in range(args.clients)))
+    wall = time.monotonic() - t0
+    with urllib.request.urlopen(base + "/metrics") as r:
+        metrics = r.read().decode()
     return stats, mem, wall, metrics
 
 

@@ -288,7 +288,7 @@ fn text_job(
 ) -> Result<TextJob, ApiError> {
     let model = lookup(s, &f.model)?;
     let Model::Text(generator) = model else {
-        return Err(wrong_task(&f.model, model, "text"));
+        return Err(wrong_task(&f.model, model, "a text model"));
     };
     let limit = s.config.max_tokens;
     let max_tokens = f
@@ -639,7 +639,7 @@ pub(crate) async fn images(
     let req: ImageRequest = parse(body)?;
     let model = lookup(&s, &req.model)?;
     let Model::Image(generator) = model else {
-        return Err(wrong_task(&req.model, model, "image"));
+        return Err(wrong_task(&req.model, model, "an image model"));
     };
     let generator: Arc<dyn ImageGenerator> = generator.clone();
     let n = req.n.unwrap_or(1);
@@ -795,7 +795,7 @@ pub(crate) async fn predict(
     let req: PredictRequest = parse(body)?;
     let model = lookup(&s, &req.model)?;
     let Model::Predict(p) = model else {
-        return Err(wrong_task(&req.model, model, "predict"));
+        return Err(wrong_task(&req.model, model, "a predict model"));
     };
     let p = p.clone();
     let mut images = req.images.unwrap_or_default();
