@@ -231,7 +231,7 @@ def shutdown_check(proc, base, lm_id):
     body = json.dumps({"model": lm_id, "prompt": "ROMEO:", "max_tokens": 20000, "stream": True})
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
     r = conn.getresponse()
-    first = r.fp.readline()
+    first = r.readline()
     proc.terminate()
     rest = r.read().decode()
     chunks = rest.count("data: {") + 1

@@ -222,9 +222,9 @@ fn wrong_task(id: &str, m: &Model, wanted: &str) -> ApiError {
     ApiError::invalid(
         Some("model"),
         format!(
-            "the model {id:?} is a {} model ({}), not a {wanted} model",
-            m.task(),
-            m.kind()
+            "the model {id:?} ({}) answers {} requests; this endpoint needs {wanted}",
+            m.kind(),
+            m.task()
         ),
     )
 }
