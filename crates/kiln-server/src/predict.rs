@@ -335,6 +335,9 @@ impl Predict for NetModel {
     }
 }
 
+/// Largest width or height of an uploaded image, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+
 /// Decode a PNG (or any format the `image` crate reads with its enabled features) into one
 /// row of pixels in (C, H, W) order for an image model: converted to the model's channels,
 /// resized to its size, each value in [0, `pixel_max`] (255 keeps the 8-bit values, as MNIST
@@ -346,8 +349,19 @@ pub fn image_row(
     width: usize,
     pixel_max: f64,
 ) -> Result<Vec<f64>, ModelError> {
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| ModelError::input("image", format!("cannot decode the image: {e}")))?;
+    let bad = |e: &dyn std::fmt::Display| {
+        ModelError::input("image", format!("cannot decode the image: {e}"))
+    };
+    let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(&e))?;
+    // A small file may declare a huge image: bound what decoding may allocate.
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(64 << 20);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| bad(&e))?;
     let (w, h) = (width as u32, height as u32);
     let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
     let scale = pixel_max / 255.0;

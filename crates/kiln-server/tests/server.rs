@@ -16,6 +16,7 @@ use kiln_classical::tree::DecisionTreeClassifierParams;
 use kiln_core::folder::{ModelFolder, ModelMeta};
 use kiln_core::{Fit, Predict};
 use kiln_data::text::CharVocab;
+use kiln_models::cnn::{ConvBlock, ConvStack, ConvStackConfig};
 use kiln_models::mlp::{Mlp, MlpConfig};
 use kiln_models::rnn::{CharLm, CharLmConfig, SamplingConfig};
 use kiln_nn::init::SeededVarMap;
@@ -120,7 +121,8 @@ impl ImageGenerator for SolidImages {
 #[derive(Default)]
 struct Slow {
     started: AtomicUsize,
-    cancelled: AtomicBool,
+    /// Set when a generation ended before `max_tokens` (cancelled, or told to stop).
+    stopped_early: AtomicBool,
     emitted: AtomicUsize,
 }
 
@@ -144,7 +146,6 @@ impl TextGenerator for SlowGen {
         let mut n = 0;
         while n < params.max_tokens {
             if cancel.is_cancelled() {
-                self.0.cancelled.store(true, Ordering::SeqCst);
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -153,6 +154,9 @@ impl TextGenerator for SlowGen {
             if emit("x") == Flow::Stop {
                 break;
             }
+        }
+        if n < params.max_tokens {
+            self.0.stopped_early.store(true, Ordering::SeqCst);
         }
         Ok(n)
     }
@@ -693,14 +697,14 @@ async fn a_client_that_disconnects_stops_its_generation() {
     assert!(first.starts_with(b"data: "));
     drop(body); // the client goes away after one token
     for _ in 0..400 {
-        if f.slow.cancelled.load(Ordering::SeqCst) {
+        if f.slow.stopped_early.load(Ordering::SeqCst) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
-        f.slow.cancelled.load(Ordering::SeqCst),
-        "generation was not cancelled"
+        f.slow.stopped_early.load(Ordering::SeqCst),
+        "generation did not stop"
     );
     let emitted = f.slow.emitted.load(Ordering::SeqCst);
     assert!(emitted < 1000, "it stopped early ({emitted} tokens)");
@@ -995,4 +999,94 @@ fn bad_server_settings_and_folders_are_errors() {
     r.add_folder(&lm).unwrap();
     let e = r.add_folder(&lm).unwrap_err();
     assert!(e.to_string().contains("two models are named \"lm\""), "{e}");
+}
+
+fn png(img: &image::GrayImage) -> String {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+}
+
+#[tokio::test]
+async fn a_conv_net_classifies_an_uploaded_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ConvStackConfig {
+        image_size: (8, 8),
+        blocks: vec![ConvBlock {
+            out_channels: 2,
+            ..ConvBlock::default()
+        }],
+        hidden: vec![],
+        num_classes: 3,
+        ..ConvStackConfig::default()
+    };
+    let vars = SeededVarMap::new(2);
+    let net = ConvStack::new(cfg.clone(), vars.var_builder()).unwrap();
+    let meta = ModelMeta {
+        features: (0..64).map(|i| format!("px{i}")).collect(),
+        target: "digit".into(),
+        classes: Some(vec!["a".into(), "b".into(), "c".into()]),
+        preprocessing: None,
+    };
+    kiln_models::folder::save(
+        dir.path(),
+        "conv_stack",
+        &meta,
+        serde_json::to_value(&cfg).unwrap(),
+        vars.var_map(),
+    )
+    .unwrap();
+    let mut registry = Registry::new();
+    let id = registry.add_folder(dir.path()).unwrap();
+    let app = router(registry, ServerConfig::default()).unwrap();
+    let img = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y * 3) as u8]));
+    // pixel_max 16: values as the digits dataset holds them
+    let pixels: Vec<f32> = img.pixels().map(|p| p.0[0] as f32 * 16.0 / 255.0).collect();
+    let xs =
+        candle_core::Tensor::from_vec(pixels, (1, 1, 8, 8), &candle_core::Device::Cpu).unwrap();
+    let logits: Vec<f32> = net
+        .forward(&xs, &Mode::eval())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let best = (0..3)
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    let (s, v) = call_json(
+        &app,
+        post(
+            "/v1/predict",
+            json!({"model": id, "image": png(&img), "pixel_max": 16}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["class_indices"], json!([best]));
+    let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
+    for k in 0..3 {
+        let p = (logits[k] as f64).exp() / z;
+        assert!((v["probabilities"][0][k].as_f64().unwrap() - p).abs() < 1e-5);
+    }
+    // a larger image is resized to the model's 8×8; a data URL prefix is accepted
+    let big = image::GrayImage::from_pixel(32, 16, image::Luma([200]));
+    let url = format!("data:image/png;base64,{}", png(&big));
+    let (s, v) = call_json(
+        &app,
+        post("/v1/predict", json!({"model": id, "images": [url]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // not base64, not an image, an image too large to decode, an image to a table model
+    let huge = png(&image::GrayImage::new(5000, 1));
+    for bad in ["%%%", "aGVsbG8=", huge.as_str()] {
+        expect_error(
+            &app,
+            post("/v1/predict", json!({"model": id, "image": bad})),
+            StatusCode::BAD_REQUEST,
+            Some("image"),
+        )
+        .await;
+    }
 }
