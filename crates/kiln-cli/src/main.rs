@@ -34,6 +34,8 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Generate with a trained model (text from a character language model).
     Generate(commands::generate::GenerateArgs),
+    /// Serve models over an OpenAI-compatible HTTP API with a web playground.
+    Serve(commands::serve::ServeArgs),
     /// Print or draw a saved model (trees: text, Graphviz DOT or a diagram).
     Show(commands::show::ShowArgs),
     /// Built-in datasets and synthetic data generators.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Datasets(args) => commands::datasets::run(args),
         Command::Tour(args) => commands::tour::run(args),

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod fit;
 pub mod generate;
 pub mod predict;
+pub mod serve;
 pub mod show;
 pub mod tour;
 pub mod tour_gpt;
