@@ -7,4 +7,5 @@ pub mod generate;
 pub mod predict;
 pub mod show;
 pub mod tour;
+pub mod tour_dl;
 pub mod train;
