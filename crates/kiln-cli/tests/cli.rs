@@ -263,6 +263,16 @@ fn tour_writes_report_and_plot() {
 }
 
 #[test]
+fn tour_does_not_delete_a_folder_that_is_not_its_run() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("tour/digits-cnn")).unwrap();
+    std::fs::write(t.path().join("tour/digits-cnn/notes.txt"), "mine").unwrap();
+    let err = fails(t.path(), &["tour", "--out", "tour"]);
+    assert!(err.contains("is not a training run"), "{err}");
+    assert!(t.path().join("tour/digits-cnn/notes.txt").is_file());
+}
+
+#[test]
 fn bad_tables_are_clear_errors() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
