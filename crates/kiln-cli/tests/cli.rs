@@ -202,6 +202,89 @@ fn tour_writes_report_and_plot() {
     assert!(t.path().join("tour/linear.png").is_file());
     assert!(t.path().join("tour/tree.png").is_file() && html.contains("tree.png"));
     assert!(t.path().join("tour/svm.png").is_file() && html.contains("svm.png"));
+    // The deep-learning chapters: a CNN on the digits, a character GRU with its sample.
+    let cnn = &out[out.find("A small CNN").unwrap()..];
+    let cnn_acc: f64 = cnn
+        .lines()
+        .find(|l| l.starts_with("test accuracy"))
+        .unwrap()[14..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(cnn_acc >= 0.95, "{out}");
+    let gru = &out[out.find("A character GRU").unwrap()..];
+    let valid: f64 = gru
+        .lines()
+        .find(|l| l.starts_with("validation loss"))
+        .unwrap()[16..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(valid < 2.6, "validation loss {valid} nats/char:\n{gru}");
+    assert!(gru.contains("HAMLET.\n"), "{gru}");
+    for f in [
+        "digits_cnn_confusion.png",
+        "digits-cnn/curves.png",
+        "hamlet-gru/curves.png",
+    ] {
+        assert!(
+            t.path().join("tour").join(f).is_file() && html.contains(f),
+            "{f}"
+        );
+    }
+    // The saved networks work with the other commands.
+    let e = json(
+        t.path(),
+        &[
+            "eval",
+            "--model",
+            "tour/digits-cnn",
+            "--dataset",
+            "digits",
+            "--json",
+        ],
+    );
+    assert!(e["accuracy"].as_f64().unwrap() >= 0.95, "{e}");
+    ok(
+        t.path(),
+        &[
+            "generate",
+            "text",
+            "--model",
+            "tour/hamlet-gru",
+            "--prompt",
+            "Ham",
+        ],
+    );
+    // The GPT chapter: the embedded model continues the sentence and reports its speed.
+    let gpt = &out[out.find("A small GPT continues").unwrap()..];
+    assert!(
+        gpt.contains("In the future, artificial intelligence will") && gpt.contains("tokens/s"),
+        "{gpt}"
+    );
+    // Same seed, same tour, into the folder of the first run (speeds aside: they are timings).
+    let without_speeds = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("tokens/s"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        without_speeds(&ok(t.path(), &["tour", "--out", "tour"])),
+        without_speeds(&out)
+    );
+}
+
+#[test]
+fn tour_does_not_delete_a_folder_that_is_not_its_run() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("tour/digits-cnn")).unwrap();
+    std::fs::write(t.path().join("tour/digits-cnn/notes.txt"), "mine").unwrap();
+    let err = fails(t.path(), &["tour", "--out", "tour"]);
+    assert!(err.contains("is not a training run"), "{err}");
+    assert!(t.path().join("tour/digits-cnn/notes.txt").is_file());
 }
 
 #[test]

@@ -620,6 +620,31 @@ fn lenet5_on_mnist_learns() {
     assert_eq!(model["features"].as_array().unwrap().len(), 784);
     // pixels 0..255 are divided by 255 before the network, as in training
     assert_eq!(model["preprocessing"]["scale"][0], 255.0);
+    // The MNIST recipe fills the flags left out; --lr was given.
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["batch_size"], 64);
+    assert_eq!(run["schedule"]["kind"], "cosine");
+    assert_eq!(run["optimizer"]["lr"], 0.003);
+    // A 56×56 image is shrunk to 28×28 and mapped to 0..255, MNIST's range.
+    image::GrayImage::from_fn(56, 56, |x, y| {
+        image::Luma([if (20..36).contains(&x) && y > 8 && y < 48 {
+            255
+        } else {
+            0
+        }])
+    })
+    .save(t.path().join("one.png"))
+    .unwrap();
+    let p = json(
+        t.path(),
+        &["predict", "--model", "run", "--image", "one.png", "--json"],
+    );
+    assert_eq!(p["pixel_max"], 255.0);
+    assert_eq!(p["input"]["width"], 28);
+    assert_eq!(p["inverted"], false);
+    assert_eq!(p["probabilities"].as_array().unwrap().len(), 10);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::data::{self, DataArgs};
@@ -20,6 +20,9 @@ pub struct EvalArgs {
     /// Print the metrics as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Draw a PNG: the confusion matrix of a classifier, predicted vs actual for a regressor.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 /// Run `kiln eval`.
@@ -45,6 +48,27 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &pred.to_vec(),
         loaded.meta.classes.as_deref(),
     );
+    if let Some(path) = &args.plot {
+        let rows = ds.n_samples();
+        match &metrics {
+            Metrics::Classification(m) => confusion_plot(
+                path,
+                &format!("Confusion matrix on {rows} rows"),
+                &m.classes,
+                &m.confusion_matrix,
+            )?,
+            Metrics::Regression(_) => kiln_plot::predicted_vs_actual(
+                path,
+                &kiln_plot::PredictedVsActual {
+                    title: format!("Predicted vs actual {} ({rows} rows)", loaded.meta.target),
+                    actual: ds.y.to_vec(),
+                    predicted: pred.to_vec(),
+                },
+            )
+            .with_context(|| format!("cannot draw {}", path.display()))?,
+        }
+        eprintln!("wrote {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
     } else {
@@ -61,4 +85,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Draw a confusion matrix (`matrix[true][predicted]`) into `path`.
+pub fn confusion_plot(
+    path: &std::path::Path,
+    title: &str,
+    classes: &[String],
+    matrix: &[Vec<usize>],
+) -> Result<()> {
+    kiln_plot::confusion_matrix(
+        path,
+        &kiln_plot::ConfusionMatrixPlot {
+            title: title.into(),
+            classes: classes.to_vec(),
+            matrix: matrix.to_vec(),
+        },
+    )
+    .with_context(|| format!("cannot draw {}", path.display()))
 }

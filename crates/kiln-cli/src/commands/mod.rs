@@ -8,5 +8,6 @@ pub mod predict;
 pub mod serve;
 pub mod show;
 pub mod tour;
+pub mod tour_dl;
 pub mod tour_gpt;
 pub mod train;

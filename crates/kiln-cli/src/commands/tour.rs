@@ -41,7 +41,9 @@ pub fn run(args: TourArgs) -> Result<()> {
         linear_chapter(&args.out, args.seed)?,
         tree_chapter(&args.out, args.seed)?,
         svm_chapter(&args.out, args.seed)?,
-        super::tour_gpt::gpt_chapter(4, args.seed)?,
+        super::tour_dl::cnn_chapter(&args.out, args.seed)?,
+        super::tour_dl::gru_chapter(&args.out, args.seed)?,
+        super::tour_gpt::gpt_chapter(6, args.seed)?,
     ];
     let report = Report {
         title: "A tour of kiln".into(),
@@ -52,7 +54,7 @@ pub fn run(args: TourArgs) -> Result<()> {
     Ok(())
 }
 
-fn heading(title: &str) {
+pub(super) fn heading(title: &str) {
     println!("\n== {title} ==");
 }
 

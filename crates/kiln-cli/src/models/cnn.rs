@@ -14,7 +14,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde_json::{json, Value};
 
 use super::mlp::{argmax_rows, nn_err, softmax_rows};
-use super::CliModel;
+use super::{CliModel, ImageInput};
 
 /// The `kind` of a convolution-stack model folder.
 pub const KIND: &str = "conv_stack";
@@ -147,5 +147,14 @@ impl CliModel for ConvModel {
             Net::LeNet(_) => LENET_KIND,
         };
         ModelFolder::save_parts(dir, kind, meta, config, &self.tensors)
+    }
+
+    fn image_input(&self, _meta: &ModelMeta) -> Option<ImageInput> {
+        let (channels, (height, width), _) = self.shape();
+        Some(ImageInput {
+            channels,
+            height,
+            width,
+        })
     }
 }

@@ -11,7 +11,7 @@ use kiln_nn::Mode;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde_json::{json, Value};
 
-use super::CliModel;
+use super::{CliModel, ImageInput};
 
 /// The `kind` of an MLP model folder.
 pub const KIND: &str = "mlp";
@@ -139,5 +139,19 @@ impl CliModel for MlpModel {
         let config = serde_json::to_value(self.mlp.config())
             .map_err(|e| kiln_core::Error::folder(dir, format!("cannot encode config: {e}")))?;
         ModelFolder::save_parts(dir, KIND, meta, config, &self.tensors)
+    }
+
+    /// A classifier over a square number of columns all named `pixel...` (the built-in
+    /// digits, MNIST) reads one grayscale square image.
+    fn image_input(&self, meta: &ModelMeta) -> Option<ImageInput> {
+        let n = self.n_features();
+        let side = (n as f64).sqrt().round() as usize;
+        let pixels = meta.features.iter().all(|f| f.starts_with("pixel"));
+        (self.mlp.config().task == MlpTask::Classification && side * side == n && n > 1 && pixels)
+            .then_some(ImageInput {
+                channels: 1,
+                height: side,
+                width: side,
+            })
     }
 }

@@ -45,6 +45,23 @@ pub trait CliModel: Predict {
     fn show(&self, _format: ShowFormat, _max_depth: Option<usize>) -> Option<String> {
         None
     }
+
+    /// The image a classifier reads (`kiln predict --image`), or `None` if it reads no images.
+    fn image_input(&self, _meta: &ModelMeta) -> Option<ImageInput> {
+        None
+    }
+}
+
+/// The images an image classifier takes: rows of `channels × height × width` pixels in
+/// (C, H, W) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInput {
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// Rows of pixels.
+    pub height: usize,
+    /// Columns of pixels.
+    pub width: usize,
 }
 
 /// Formats of `kiln show`.

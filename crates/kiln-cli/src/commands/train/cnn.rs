@@ -10,7 +10,8 @@ use crate::models;
 enum Arch {
     /// Blocks of 3×3 conv, activation and 2×2 max-pool (--channels), then --hidden layers.
     Stack,
-    /// LeNet-5 (28×28 or 32×32 images, e.g. --mnist).
+    /// LeNet-5 (28×28 or 32×32 images, e.g. --mnist; with --mnist the defaults are Adam
+    /// 0.002, cosine schedule, batch 64, 3 epochs).
     Lenet5,
 }
 
@@ -122,7 +123,23 @@ fn mnist(dir: &Path, limit: Option<usize>) -> Result<(TensorData, TensorData, Mo
     Ok((train, valid, meta))
 }
 
-pub(super) fn train_cnn(a: CnnArgs) -> Result<()> {
+/// LeNet-5's MNIST recipe, for the flags left out: Adam at 0.002 with a cosine decay to 0,
+/// batch 64, 3 epochs (98.98% test accuracy with seed 0, 98.99% with seed 1; see the README).
+fn lenet_mnist_recipe(run: &mut RunArgs) {
+    if run.optimizer == OptimizerName::Adam && run.lr.is_none() {
+        run.lr = Some(0.002);
+    }
+    run.batch_size.get_or_insert(64);
+    run.schedule.get_or_insert(ScheduleName::Cosine);
+    if run.steps.is_none() {
+        run.epochs.get_or_insert(3);
+    }
+}
+
+pub(super) fn train_cnn(mut a: CnnArgs) -> Result<()> {
+    if a.arch == Arch::Lenet5 && a.mnist.is_some() {
+        lenet_mnist_recipe(&mut a.run);
+    }
     if a.mnist.is_some() {
         let s = &a.split;
         if s.test_size != 0.2 || s.stratify || s.no_scale || a.image_size.is_some() {

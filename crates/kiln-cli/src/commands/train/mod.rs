@@ -96,7 +96,8 @@ struct RunArgs {
     /// Optimizer.
     #[arg(long, value_name = "sgd|adam|adamw", default_value = "adam")]
     optimizer: OptimizerName,
-    /// Base learning rate (default: 0.01 for sgd, 0.001 for adam and adamw).
+    /// Base learning rate (default: 0.01 for sgd, 0.001 for adam and adamw; 0.002 for adam
+    /// with cnn --arch lenet5 --mnist).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Weight decay (L2 for sgd and adam, decoupled for adamw).
@@ -115,13 +116,9 @@ struct RunArgs {
         allow_negative_numbers = true
     )]
     momentum: f64,
-    /// Learning-rate schedule.
-    #[arg(
-        long,
-        value_name = "constant|cosine|warmup-cosine|step",
-        default_value = "constant"
-    )]
-    schedule: ScheduleName,
+    /// Learning-rate schedule (default constant; cosine for cnn --arch lenet5 --mnist).
+    #[arg(long, value_name = "constant|cosine|warmup-cosine|step")]
+    schedule: Option<ScheduleName>,
     /// Warm-up steps of --schedule warmup-cosine.
     #[arg(long, value_name = "N", default_value_t = 10)]
     warmup_steps: usize,
@@ -136,10 +133,11 @@ struct RunArgs {
         allow_negative_numbers = true
     )]
     gamma: f64,
-    /// Examples per mini-batch.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    batch_size: usize,
-    /// Passes over the training rows (default 10 unless --steps is given).
+    /// Examples per mini-batch (default 32; 64 for cnn --arch lenet5 --mnist).
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Passes over the training rows (default 10, or 3 for cnn --arch lenet5 --mnist, unless
+    /// --steps is given).
     #[arg(long, value_name = "N", conflicts_with = "steps")]
     epochs: Option<usize>,
     /// Total optimizer steps (instead of --epochs).
@@ -223,7 +221,7 @@ impl RunArgs {
                 }
             }
         };
-        let schedule = match self.schedule {
+        let schedule = match self.schedule.unwrap_or(ScheduleName::Constant) {
             ScheduleName::Constant => Schedule::Constant,
             ScheduleName::Cosine => Schedule::Cosine { eta_min: 0.0 },
             ScheduleName::WarmupCosine => Schedule::WarmupCosine {
@@ -239,7 +237,7 @@ impl RunArgs {
             model,
             optimizer,
             schedule,
-            batch_size: self.batch_size,
+            batch_size: self.batch_size.unwrap_or(32),
             epochs: self.epochs.unwrap_or(10),
             steps: self.steps,
             seed: self.seed,
@@ -543,7 +541,7 @@ fn finish(
 
 /// Loss curves (training records, validation records) and, for classifiers, validation
 /// accuracy, from `history.jsonl`.
-fn draw_curves(history_path: &Path, png: &Path, classifier: bool) -> Result<()> {
+pub(crate) fn draw_curves(history_path: &Path, png: &Path, classifier: bool) -> Result<()> {
     let records = history::read(history_path)?;
     let series = |kind: &str, name: &str, acc: bool| kiln_plot::Series {
         name: name.to_string(),
