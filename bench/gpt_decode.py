@@ -71,6 +71,8 @@ def main():
         # kiln first: its peak is then not hidden by the larger torch process
         kiln = child([os.path.join(ROOT, "target/release/examples/gpt_decode"), d], env)
         hf = child([sys.executable, "-c", TORCH_SIDE, d, str(THREADS)], env)
+    print("kiln:", json.dumps(kiln))
+    print("transformers:", json.dumps(hf))
     rate = lambda r, k: r[k + "_tokens"] / r[k + "_s"]
     print(f"GPT-2 small (124M, random weights), {THREADS} threads, {os.cpu_count()} cores (shared machine: noisy)")
     print(f"{'':22} {'kiln':>10} {'transformers':>13} {'kiln/hf':>8}")
