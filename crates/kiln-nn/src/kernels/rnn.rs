@@ -19,8 +19,146 @@ use super::gemm::{matmul, Mat, MatMut, Par};
 use super::{f32_slice, fusable, with_f32, CResult};
 use crate::{Error, Result};
 
+/// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
+/// without branches or library calls so that the gate loops vectorise.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call)
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
+/// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
+/// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
+#[inline(always)]
+fn lstm_fwd_row(g: &mut [f32], cp: &[f32], c: &mut [f32], hv: &mut [f32]) {
+    let h = cp.len();
+    let (gi, rest) = g.split_at_mut(h);
+    let (gf, rest) = rest.split_at_mut(h);
+    let (gg, go) = rest.split_at_mut(h);
+    let (go, c, hv) = (&mut go[..h], &mut c[..h], &mut hv[..h]);
+    for j in 0..h {
+        let (i, f, n, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, n, o);
+        c[j] = f * cp[j] + i * n;
+        hv[j] = o * tanh(c[j]);
+    }
+}
+
+/// One batch row of the LSTM backward gate pass: activated gates `g` (4H), cell `c` and previous
+/// cell `cp`, incoming gradients of h and c; updates the carried `dh`/`dc` (in: from step t+1,
+/// out: dc for step t-1; dh is overwritten by the caller's gemm) and writes dA (4H).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lstm_bwd_row(
+    g: &[f32],
+    c: &[f32],
+    cp: &[f32],
+    gh: &[f32],
+    gc: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    da: &mut [f32],
+) {
+    let h = c.len();
+    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let (cp, gh, gc, dh, dc) = (&cp[..h], &gh[..h], &gc[..h], &mut dh[..h], &mut dc[..h]);
+    let (dai, rest) = da.split_at_mut(h);
+    let (daf, rest) = rest.split_at_mut(h);
+    let (dag, dao) = rest.split_at_mut(h);
+    let dao = &mut dao[..h];
+    for j in 0..h {
+        let (i, f, n, o) = (gi[j], gf[j], gg[j], go[j]);
+        let tc = tanh(c[j]);
+        let d_h = gh[j] + dh[j];
+        let d_c = gc[j] + dc[j] + d_h * o * (1.0 - tc * tc);
+        dai[j] = d_c * n * i * (1.0 - i);
+        daf[j] = d_c * cp[j] * f * (1.0 - f);
+        dag[j] = d_c * i * (1.0 - n * n);
+        dao[j] = d_h * tc * o * (1.0 - o);
+        dc[j] = d_c * f;
+    }
+}
+
+/// One batch row of the GRU gate pass: projections `x3` and `h3` (3H), `b_hn`, previous `hp`
+/// → new `hv` (H), and saved r, z, n, W_hn h + b_hn (4H).
+#[inline(always)]
+fn gru_fwd_row(x3: &[f32], h3: &[f32], b_hn: &[f32], hp: &[f32], hv: &mut [f32], s4: &mut [f32]) {
+    let h = hp.len();
+    let (xr, xz, xn) = (&x3[..h], &x3[h..2 * h], &x3[2 * h..3 * h]);
+    let (hr, hz, hnn) = (&h3[..h], &h3[h..2 * h], &h3[2 * h..3 * h]);
+    let (b_hn, hv) = (&b_hn[..h], &mut hv[..h]);
+    let (sr, rest) = s4.split_at_mut(h);
+    let (sz, rest) = rest.split_at_mut(h);
+    let (sn, shn) = rest.split_at_mut(h);
+    let shn = &mut shn[..h];
+    for j in 0..h {
+        let r = sigmoid(xr[j] + hr[j]);
+        let z = sigmoid(xz[j] + hz[j]);
+        let hn = hnn[j] + b_hn[j];
+        let n = tanh(xn[j] + r * hn);
+        hv[j] = n + z * (hp[j] - n);
+        (sr[j], sz[j], sn[j], shn[j]) = (r, z, n, hn);
+    }
+}
+
+/// One batch row of the GRU backward gate pass.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gru_bwd_row(
+    s4: &[f32],
+    gr: &[f32],
+    dh_next: &[f32],
+    hp: &[f32],
+    dx: &mut [f32],
+    dhh: &mut [f32],
+    db_hn: &mut [f32],
+    dh: &mut [f32],
+) {
+    let h = hp.len();
+    let (sr, sz, sn, shn) = (
+        &s4[..h],
+        &s4[h..2 * h],
+        &s4[2 * h..3 * h],
+        &s4[3 * h..4 * h],
+    );
+    let (gr, dh_next, db_hn, dh) = (&gr[..h], &dh_next[..h], &mut db_hn[..h], &mut dh[..h]);
+    let (dxr, rest) = dx.split_at_mut(h);
+    let (dxz, dxn) = rest.split_at_mut(h);
+    let dxn = &mut dxn[..h];
+    let (dhr, rest) = dhh.split_at_mut(h);
+    let (dhz, dhn) = rest.split_at_mut(h);
+    let dhn = &mut dhn[..h];
+    for j in 0..h {
+        let (r, z, n, hn) = (sr[j], sz[j], sn[j], shn[j]);
+        let d = gr[j] + dh_next[j];
+        let dan = d * (1.0 - z) * (1.0 - n * n);
+        let dar = dan * hn * r * (1.0 - r);
+        let daz = d * (hp[j] - n) * z * (1.0 - z);
+        (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
+        (dhr[j], dhz[j], dhn[j]) = (dar, daz, dan * r);
+        db_hn[j] += dan * r;
+        dh[j] = d * z;
+    }
 }
 
 /// Time index of step `s` (reverse directions walk the sequence backwards).
@@ -99,20 +237,13 @@ impl CustomOp3 for LstmSeq {
             );
             let (oh, oc) = out.split_at_mut(t_len * bh);
             let (oh, oc) = (&mut oh[t * bh..(t + 1) * bh], &mut oc[t * bh..(t + 1) * bh]);
-            for r in 0..b {
-                let g = &mut gt[r * 4 * h..(r + 1) * 4 * h];
-                for j in 0..h {
-                    let i = sigmoid(g[j]);
-                    let f = sigmoid(g[h + j]);
-                    let gg = g[2 * h + j].tanh();
-                    let o = sigmoid(g[3 * h + j]);
-                    let c = f * cp[r * h + j] + i * gg;
-                    let hv = o * c.tanh();
-                    (g[j], g[h + j], g[2 * h + j], g[3 * h + j]) = (i, f, gg, o);
-                    oc[r * h + j] = c;
-                    oh[r * h + j] = hv;
+            pulp::Arch::new().dispatch(|| {
+                for r in 0..b {
+                    let rows = r * h..(r + 1) * h;
+                    let g = &mut gt[4 * rows.start..4 * rows.end];
+                    lstm_fwd_row(g, &cp[rows.clone()], &mut oc[rows.clone()], &mut oh[rows]);
                 }
-            }
+            });
             hp.copy_from_slice(oh);
             cp.copy_from_slice(oc);
         }
@@ -152,26 +283,23 @@ impl CustomOp3 for LstmSeq {
                             };
                             let g = &gates[t * 4 * bh..(t + 1) * 4 * bh];
                             let dat = &mut da[t * 4 * bh..(t + 1) * 4 * bh];
-                            for r in 0..b {
-                                for j in 0..h {
-                                    let k = r * h + j;
-                                    let (gi, gf, gg, go) = (
-                                        g[r * h4 + j],
-                                        g[r * h4 + h + j],
-                                        g[r * h4 + 2 * h + j],
-                                        g[r * h4 + 3 * h + j],
+                            let at = t * bh;
+                            pulp::Arch::new().dispatch(|| {
+                                for r in 0..b {
+                                    let k = r * h..(r + 1) * h;
+                                    let tk = at + k.start..at + k.end;
+                                    lstm_bwd_row(
+                                        &g[4 * k.start..4 * k.end],
+                                        &cs[tk.clone()],
+                                        &c_prev[k.clone()],
+                                        &gh[tk.clone()],
+                                        &gc[tk],
+                                        &mut dh_next[k.clone()],
+                                        &mut dc_next[k.clone()],
+                                        &mut dat[4 * k.start..4 * k.end],
                                     );
-                                    let tc = cs[t * bh + k].tanh();
-                                    let dh = gh[t * bh + k] + dh_next[k];
-                                    let dc =
-                                        gc[t * bh + k] + dc_next[k] + dh * go * (1.0 - tc * tc);
-                                    dat[r * h4 + j] = dc * gg * gi * (1.0 - gi);
-                                    dat[r * h4 + h + j] = dc * c_prev[k] * gf * (1.0 - gf);
-                                    dat[r * h4 + 2 * h + j] = dc * gi * (1.0 - gg * gg);
-                                    dat[r * h4 + 3 * h + j] = dh * tc * go * (1.0 - go);
-                                    dc_next[k] = dc * gf;
                                 }
-                            }
+                            });
                             // dh_{t-1} = dA_t (B, 4H) · W_hh (4H, H)
                             matmul(
                                 MatMut::rows(&mut dh_next, b, h),
@@ -417,18 +545,19 @@ impl CustomOp3 for GruSeq {
             let xt = &xw[t * 3 * bh..(t + 1) * 3 * bh];
             let sv = &mut saved[t * 4 * bh..(t + 1) * 4 * bh];
             let ot = &mut out[t * bh..(t + 1) * bh];
-            for r in 0..b {
-                let (x3, h3, s4) = (&xt[r * 3 * h..], &hw[r * 3 * h..], &mut sv[r * 4 * h..]);
-                for j in 0..h {
-                    let rg = sigmoid(x3[j] + h3[j]);
-                    let z = sigmoid(x3[h + j] + h3[h + j]);
-                    let hn = h3[2 * h + j] + b_hn[j];
-                    let n = (x3[2 * h + j] + rg * hn).tanh();
-                    let k = r * h + j;
-                    ot[k] = n + z * (hp[k] - n);
-                    (s4[j], s4[h + j], s4[2 * h + j], s4[3 * h + j]) = (rg, z, n, hn);
+            pulp::Arch::new().dispatch(|| {
+                for r in 0..b {
+                    let k = r * h..(r + 1) * h;
+                    gru_fwd_row(
+                        &xt[3 * k.start..3 * k.end],
+                        &hw[3 * k.start..3 * k.end],
+                        b_hn,
+                        &hp[k.clone()],
+                        &mut ot[k.clone()],
+                        &mut sv[4 * k.start..4 * k.end],
+                    );
                 }
-            }
+            });
             hp.copy_from_slice(ot);
         }
         *self.saved.lock().map_err(|_| poisoned(self.name()))? = saved;
@@ -468,27 +597,22 @@ impl CustomOp3 for GruSeq {
                             let sv = &saved[t * 4 * bh..(t + 1) * 4 * bh];
                             let dx = &mut dxw[t * 3 * bh..(t + 1) * 3 * bh];
                             let dhh = &mut dhw[t * 3 * bh..(t + 1) * 3 * bh];
-                            for r in 0..b {
-                                for j in 0..h {
-                                    let k = r * h + j;
-                                    let (rg, z, n, hn) = (
-                                        sv[r * 4 * h + j],
-                                        sv[r * 4 * h + h + j],
-                                        sv[r * 4 * h + 2 * h + j],
-                                        sv[r * 4 * h + 3 * h + j],
+                            let at = t * bh;
+                            pulp::Arch::new().dispatch(|| {
+                                for r in 0..b {
+                                    let k = r * h..(r + 1) * h;
+                                    gru_bwd_row(
+                                        &sv[4 * k.start..4 * k.end],
+                                        &gr[at + k.start..at + k.end],
+                                        &dh_next[k.clone()],
+                                        &hprev[k.clone()],
+                                        &mut dx[3 * k.start..3 * k.end],
+                                        &mut dhh[3 * k.start..3 * k.end],
+                                        &mut db_hn[..],
+                                        &mut dh[k.clone()],
                                     );
-                                    let d = gr[t * bh + k] + dh_next[k];
-                                    let dan = d * (1.0 - z) * (1.0 - n * n);
-                                    let dar = dan * hn * rg * (1.0 - rg);
-                                    let daz = d * (hprev[k] - n) * z * (1.0 - z);
-                                    (dx[r * h3 + j], dx[r * h3 + h + j], dx[r * h3 + 2 * h + j]) =
-                                        (dar, daz, dan);
-                                    (dhh[r * h3 + j], dhh[r * h3 + h + j]) = (dar, daz);
-                                    dhh[r * h3 + 2 * h + j] = dan * rg;
-                                    db_hn[j] += dan * rg;
-                                    dh[k] = d * z;
                                 }
-                            }
+                            });
                             // dh_{t-1} = d ⊙ z + dHW_t (B, 3H) · W_hh (3H, H)
                             matmul(
                                 MatMut::rows(&mut dh, b, h),
