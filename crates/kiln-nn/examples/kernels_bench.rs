@@ -20,14 +20,14 @@ use kiln_nn::rnn::{Rnn, RnnConfig};
 use kiln_nn::{kernels, loss};
 
 fn randn(shape: &[usize], seed: u64) -> kiln_nn::Result<Tensor> {
-    sample(
+    Ok(sample(
         candle_nn::Init::Randn {
             mean: 0.0,
             stdev: 1.0,
         },
         &shape.into(),
         &mut kiln_core::rng(seed),
-    )
+    )?)
 }
 
 type StepFn = Box<dyn Fn() -> kiln_nn::Result<Tensor>>;
