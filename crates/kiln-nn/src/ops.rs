@@ -340,16 +340,19 @@ impl Pool2d {
     ) {
         for (i, &(r0, r1)) in rows.iter().enumerate() {
             for (j, &(c0, c1)) in cols.iter().enumerate() {
-                let mut best: Option<(usize, f32)> = None;
+                if r0 >= r1 || c0 >= c1 {
+                    f(i * cols.len() + j, None);
+                    continue;
+                }
+                let (mut bi, mut bv) = (r0 * w + c0, plane[r0 * w + c0]);
                 for r in r0..r1 {
                     for (c, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
-                        match best {
-                            Some((_, b)) if !(v > b || v.is_nan()) => {}
-                            _ => best = Some((r * w + c0 + c, v)),
+                        if v > bv || v.is_nan() {
+                            (bi, bv) = (r * w + c0 + c, v);
                         }
                     }
                 }
-                f(i * cols.len() + j, best.map(|(k, _)| k));
+                f(i * cols.len() + j, Some(bi));
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Whole-sequence LSTM and GRU directions as single custom ops.
 //!
 //! The caller computes the input projection of every time step at once (one gemm, candle's
-//! matmul, with the biases that add to it folded in); the op then runs the recurrence: per step
+//! matmul); the op adds the biases that sum into it (b_ih, and b_hh except GRU's b_hn) and runs the recurrence: per step
 //! one gemm `h_{t-1} · W_hhᵀ` and one fused pass over the gates, keeping the activated gates
 //! for the backward pass. The backward walks the sequence once in reverse: one fused pass and
 //! one gemm `dA_t · W_hh` per step, then the weight gradient `Σ_t dA_tᵀ h_{t-1}` as one gemm.
@@ -161,6 +161,36 @@ fn gru_bwd_row(
     }
 }
 
+/// The (cols, rows) transpose of a row-major (rows, cols) matrix. The step gemm reads W_hhᵀ
+/// (H, G·H) row-major so that gemm finds its left operand column-major and does not repack
+/// W_hh at every time step.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for (i, row) in x.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
+/// Every row of `x` (rows × bias.len()) plus `bias`, in a new buffer.
+fn add_rows(x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+    out
+}
+
+/// `out = Σ_rows x` for x (rows × out.len()).
+fn sum_rows(x: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in x.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+}
+
 /// Time index of step `s` (reverse directions walk the sequence backwards).
 fn order(s: usize, t_len: usize, reverse: bool) -> usize {
     if reverse {
@@ -192,7 +222,8 @@ fn dims(xw: &Layout, w_hh: &Layout, g: usize, op: &str) -> CResult<(usize, usize
 // ---------------------------------------------------------------------------------------------
 // LSTM
 
-/// (xw (T, B, 4H), W_hh (4H, H), state (2, B, H) = [h0, c0]) → (2, T, B, H) = [h_t, c_t].
+/// (xw (T, B, 4H) = x W_ihᵀ, W_hh (4H, H), state (2·B·H + 4H) = [h0, c0, b_ih + b_hh])
+/// → (2, T, B, H) = [h_t, c_t].
 struct LstmSeq {
     reverse: bool,
     /// Activated gates i, f, g, o of every step (T, B, 4H), kept for the backward pass.
@@ -218,12 +249,18 @@ impl CustomOp3 for LstmSeq {
         let w = f32_slice(s2, l2, self.name())?;
         let st = f32_slice(s3, l3, self.name())?;
         let bh = b * h;
-        if st.len() != 2 * bh {
-            candle_core::bail!("{}: state must be (2, {b}, {h})", self.name());
+        if st.len() != 2 * bh + 4 * h {
+            candle_core::bail!(
+                "{}: expected h0, c0 and the bias, {} values",
+                self.name(),
+                2 * bh + 4 * h
+            );
         }
-        let mut gates = xw.to_vec(); // pre-activations, activated in place
+        // pre-activations x W_ihᵀ + bias, activated in place
+        let mut gates = add_rows(xw, &st[2 * bh..]);
         let mut out = vec![0f32; 2 * t_len * bh];
-        let (mut hp, mut cp) = (st[..bh].to_vec(), st[bh..].to_vec());
+        let w_t = transpose(w, 4 * h, h);
+        let (mut hp, mut cp) = (st[..bh].to_vec(), st[bh..2 * bh].to_vec());
         for s in 0..t_len {
             let t = order(s, t_len, self.reverse);
             let gt = &mut gates[t * 4 * bh..(t + 1) * 4 * bh];
@@ -231,7 +268,7 @@ impl CustomOp3 for LstmSeq {
             matmul(
                 MatMut::rows(gt, b, 4 * h),
                 Mat::rows(&hp, b, h),
-                Mat::rows(w, 4 * h, h).t(),
+                Mat::rows(&w_t, h, 4 * h),
                 true,
                 Par::Auto,
             );
@@ -265,14 +302,14 @@ impl CustomOp3 for LstmSeq {
         let gates = self.gates.lock().map_err(|_| poisoned(name))?;
         let mut da = vec![0f32; t_len * 4 * bh];
         let mut dw = vec![0f32; 4 * h * h];
-        let mut dst = vec![0f32; 2 * bh];
+        let mut dst = vec![0f32; 2 * bh + h4];
         with_f32(w_hh, name, |w| {
             with_f32(state, name, |st| {
                 with_f32(res, name, |out| {
                     with_f32(grad, name, |gr| {
                         let (hs, cs) = out.split_at(t_len * bh);
                         let (gh, gc) = gr.split_at(t_len * bh);
-                        let (h0, c0) = st.split_at(bh);
+                        let (h0, c0) = (&st[..bh], &st[bh..2 * bh]);
                         let (mut dh_next, mut dc_next) = (vec![0f32; bh], vec![0f32; bh]);
                         for s in (0..t_len).rev() {
                             let t = order(s, t_len, self.reverse);
@@ -311,7 +348,8 @@ impl CustomOp3 for LstmSeq {
                         }
                         weight_grad(&mut dw, &da, hs, h0, t_len, b, h, 4, self.reverse);
                         dst[..bh].copy_from_slice(&dh_next);
-                        dst[bh..].copy_from_slice(&dc_next);
+                        dst[bh..2 * bh].copy_from_slice(&dc_next);
+                        sum_rows(&da, &mut dst[2 * bh..]);
                         Ok(())
                     })
                 })
@@ -321,7 +359,7 @@ impl CustomOp3 for LstmSeq {
         Ok((
             Some(Tensor::from_vec(da, (t_len, b, h4), dev)?),
             Some(Tensor::from_vec(dw, (h4, h), dev)?),
-            Some(Tensor::from_vec(dst, (2, b, h), dev)?),
+            Some(Tensor::from_vec(dst, 2 * bh + h4, dev)?),
         ))
     }
 }
@@ -448,8 +486,12 @@ pub fn lstm(
         (Some(a), Some(b)) => Some((a + b)?),
         (a, b) => a.or(b).cloned(),
     };
-    let xw = p.project(x, bias)?.contiguous()?;
-    let state = Tensor::stack(&[h0, c0], 0)?; // (2, B, H)
+    let bias = match bias {
+        Some(b) => b,
+        None => Tensor::zeros(p.w_hh.dim(0)?, x.dtype(), x.device())?,
+    };
+    let xw = p.project(x, None)?.contiguous()?;
+    let state = Tensor::cat(&[&h0.flatten_all()?, &c0.flatten_all()?, &bias], 0)?; // 2·B·H + 4H
     let op = LstmSeq {
         reverse,
         gates: Mutex::new(Vec::new()),
@@ -498,7 +540,7 @@ pub fn lstm_plain(
 // ---------------------------------------------------------------------------------------------
 // GRU
 
-/// (xw (T, B, 3H) with b_ih and b_hr, b_hz folded in, W_hh (3H, H), aux (B·H + H) = [h0, b_hn])
+/// (xw (T, B, 3H) = x W_ihᵀ, W_hh (3H, H), aux (B·H + 4H) = [h0, b_hn, b_ih + (b_hr, b_hz, 0)])
 /// → (T, B, H).
 struct GruSeq {
     reverse: bool,
@@ -525,20 +567,26 @@ impl CustomOp3 for GruSeq {
         let w = f32_slice(s2, l2, self.name())?;
         let aux = f32_slice(s3, l3, self.name())?;
         let bh = b * h;
-        if aux.len() != bh + h {
-            candle_core::bail!("{}: expected h0 and b_hn, {} values", self.name(), bh + h);
+        if aux.len() != bh + 4 * h {
+            candle_core::bail!(
+                "{}: expected h0, b_hn and the bias, {} values",
+                self.name(),
+                bh + 4 * h
+            );
         }
-        let (mut hp, b_hn) = (aux[..bh].to_vec(), &aux[bh..]);
+        let (mut hp, b_hn) = (aux[..bh].to_vec(), &aux[bh..bh + h]);
+        let xw = add_rows(xw, &aux[bh + h..]);
         let mut saved = vec![0f32; t_len * 4 * bh];
         let mut out = vec![0f32; t_len * bh];
         let mut hw = vec![0f32; 3 * bh];
+        let w_t = transpose(w, 3 * h, h);
         for s in 0..t_len {
             let t = order(s, t_len, self.reverse);
             // (B, H) · (H, 3H) → (B, 3H)
             matmul(
                 MatMut::rows(&mut hw, b, 3 * h),
                 Mat::rows(&hp, b, h),
-                Mat::rows(w, 3 * h, h).t(),
+                Mat::rows(&w_t, h, 3 * h),
                 false,
                 Par::Auto,
             );
@@ -579,7 +627,7 @@ impl CustomOp3 for GruSeq {
         let mut dxw = vec![0f32; t_len * 3 * bh];
         let mut dhw = vec![0f32; t_len * 3 * bh];
         let mut dw = vec![0f32; 3 * h * h];
-        let mut daux = vec![0f32; bh + h];
+        let mut daux = vec![0f32; bh + 4 * h];
         with_f32(w_hh, name, |w| {
             with_f32(aux, name, |aux| {
                 with_f32(res, name, |hs| {
@@ -587,7 +635,9 @@ impl CustomOp3 for GruSeq {
                         let h0 = &aux[..bh];
                         let mut dh_next = vec![0f32; bh];
                         let mut dh = vec![0f32; bh];
-                        let (dh0, db_hn) = daux.split_at_mut(bh);
+                        let (dh0, rest) = daux.split_at_mut(bh);
+                        let (db_hn, dbias) = rest.split_at_mut(h);
+                        let db_hn = &mut db_hn[..];
                         for s in (0..t_len).rev() {
                             let t = order(s, t_len, self.reverse);
                             let hprev = match (s > 0).then(|| order(s - 1, t_len, self.reverse)) {
@@ -624,6 +674,7 @@ impl CustomOp3 for GruSeq {
                             std::mem::swap(&mut dh, &mut dh_next);
                         }
                         weight_grad(&mut dw, &dhw, hs, h0, t_len, b, h, 3, self.reverse);
+                        sum_rows(&dxw, dbias);
                         dh0.copy_from_slice(&dh_next);
                         Ok(())
                     })
@@ -634,7 +685,7 @@ impl CustomOp3 for GruSeq {
         Ok((
             Some(Tensor::from_vec(dxw, (t_len, b, h3), dev)?),
             Some(Tensor::from_vec(dw, (h3, h), dev)?),
-            Some(Tensor::from_vec(daux, bh + h, dev)?),
+            Some(Tensor::from_vec(daux, bh + 4 * h, dev)?),
         ))
     }
 }
@@ -665,8 +716,12 @@ pub fn gru(x: &Tensor, p: Weights, h0: &Tensor, reverse: bool) -> Result<(Tensor
         }
         None => (p.b_ih.cloned(), Tensor::zeros(hs, x.dtype(), x.device())?),
     };
-    let xw = p.project(x, bias)?.contiguous()?;
-    let aux = Tensor::cat(&[&h0.flatten_all()?, &b_hn], 0)?; // (B·H + H)
+    let bias = match bias {
+        Some(b) => b,
+        None => Tensor::zeros(3 * hs, x.dtype(), x.device())?,
+    };
+    let xw = p.project(x, None)?.contiguous()?;
+    let aux = Tensor::cat(&[&h0.flatten_all()?, &b_hn, &bias], 0)?; // B·H + H + 3H
     let op = GruSeq {
         reverse,
         saved: Mutex::new(Vec::new()),
