@@ -52,7 +52,9 @@ fn vars(ts: &[Tensor]) -> Vec<Var> {
 // Convolution
 
 /// (batch, in channels, height, width, out channels, kernel, stride, padding)
-const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, usize, usize); 7] = [
+type ConvShape = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CONV_SHAPES: [ConvShape; 7] = [
     (1, 3, 7, 6, 5, 3, 1, 1),
     (2, 1, 9, 9, 4, 5, 2, 2),
     (3, 5, 6, 7, 17, 1, 1, 0),
