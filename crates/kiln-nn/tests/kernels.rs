@@ -453,3 +453,38 @@ fn non_f32_inputs_fall_back_to_candle() {
         "f64 conv",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling's 2×2 fast path
+
+#[test]
+fn max_pool_2x2_fast_path_matches_candle_and_routes_ties_to_the_first() {
+    use kiln_nn::ops::{self, Pool2d};
+    let x = randn(&[3, 2, 5, 7], 4); // odd sides: the last row and column are dropped
+    let a = ops::max_pool2d(&x, Pool2d::square(2, 2, 0)).unwrap();
+    assert_close(&a, &x.max_pool2d(2).unwrap(), 0.0, "2×2 max pool forward");
+    let v =
+        Var::from_tensor(&Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let y = ops::max_pool2d(v.as_tensor(), Pool2d::square(2, 2, 0)).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g = g
+        .get(v.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want: Vec<f32> = (0..16)
+        .map(|k| {
+            if (k / 4) % 2 == 0 && k % 2 == 0 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_eq!(
+        g, want,
+        "ties: the whole gradient goes to each window's first element"
+    );
+}
