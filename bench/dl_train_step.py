@@ -2,6 +2,9 @@
 
   python bench/dl_train_step.py [steps]
 
+(`bench/kernels.py` imports the PyTorch side from here and adds fixed threads, kiln's fused
+kernels against plain candle, and a GFLOP/s table.)
+
 Models (the issue's benchmark shapes): LeNet-5 with batch 64 on 1×28×28 inputs and
 cross-entropy; 2-layer LSTM and GRU with input 64, hidden 256, sequence 100, batch 32 and a
 mean-of-squares loss. Each step is forward + backward + Adam update, on random data, after two
@@ -17,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+STEPS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 20
 
 
 class LeNet5(nn.Module):
@@ -36,7 +39,9 @@ class LeNet5(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-def torch_ms(model):
+def torch_ms(model, steps=None):
+    """PyTorch milliseconds per training step (forward, backward, Adam) on the model's shapes."""
+    steps = steps or STEPS
     torch.manual_seed(0)
     if model == "lenet":
         net = LeNet5()
@@ -58,7 +63,7 @@ def torch_ms(model):
         return time.perf_counter() - t0
 
     run(2)
-    return 1000 * run(STEPS) / STEPS
+    return 1000 * run(steps) / steps
 
 
 def kiln_ms(model):
@@ -70,8 +75,13 @@ def kiln_ms(model):
     return json.loads(out.strip().splitlines()[-1])["ms_per_step"]
 
 
-print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {STEPS} steps")
-print(f"{'model':<8}{'kiln ms/step':>14}{'torch ms/step':>15}{'kiln/torch':>12}")
-for model in ["lenet", "lstm", "gru"]:
-    k, t = kiln_ms(model), torch_ms(model)
-    print(f"{model:<8}{k:>14.2f}{t:>15.2f}{k / t:>12.2f}")
+def main():
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {STEPS} steps")
+    print(f"{'model':<8}{'kiln ms/step':>14}{'torch ms/step':>15}{'kiln/torch':>12}")
+    for model in ["lenet", "lstm", "gru"]:
+        k, t = kiln_ms(model), torch_ms(model)
+        print(f"{model:<8}{k:>14.2f}{t:>15.2f}{k / t:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,8 @@
 //! Legend: B batch, C channels, H height, W width, K classes.
 
 use candle_core::{DType, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
-use kiln_nn::layers::{self, Activation, BatchNorm, Dropout, Mode};
+use candle_nn::{Linear, VarBuilder};
+use kiln_nn::layers::{self, Activation, BatchNorm, Conv2d, Dropout, Mode};
 use kiln_nn::ops::{self, Pool2d};
 use kiln_nn::{loss, Error, EvalSums, Result, TrainStep};
 

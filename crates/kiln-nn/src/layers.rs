@@ -1,8 +1,8 @@
 //! Layers: PyTorch's initialisation and parameter names, kiln's seeded randomness.
 //!
-//! * [`linear`] and [`conv2d`] return candle's own layers (their forward and backward are
-//!   right), initialised as PyTorch initialises them: weights and biases uniform on
-//!   `±1/sqrt(fan_in)`.
+//! * [`linear`] returns candle's own layer, [`conv2d`] a [`Conv2d`] running the fused
+//!   convolution of [`crate::kernels::conv`] on the CPU; both initialised as PyTorch initialises
+//!   them: weights and biases uniform on `±1/sqrt(fan_in)`.
 //! * [`BatchNorm`] (1-d over (N, C), 2-d over (N, C, H, W)): batch statistics in training,
 //!   running statistics (`running_mean`, `running_var`, momentum 0.1, unbiased variance) in
 //!   evaluation, exactly as `torch.nn.BatchNorm{1,2}d`.
@@ -13,10 +13,11 @@
 use std::cell::RefCell;
 
 use candle_core::{Module, Tensor, Var};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 use rand::Rng as _;
 
 use crate::init::uniform;
+use crate::kernels::conv as kconv;
 use crate::{ops, Error, Result};
 
 /// Training or evaluation, and in training the generator that draws dropout masks.
@@ -91,14 +92,65 @@ pub fn conv2d(
         uniform(bound),
     )?;
     let b = vb.get_with_hints(out_channels, "bias", uniform(bound))?;
-    let cfg = Conv2dConfig {
-        padding,
+    Ok(Conv2d {
+        weight: w,
+        bias: Some(b),
         stride,
-        dilation: 1,
-        groups: 1,
-        cudnn_fwd_algo: None,
-    };
-    Ok(Conv2d::new(w, Some(b), cfg))
+        padding,
+        fused: true,
+    })
+}
+
+/// A 2-d convolution layer (`torch.nn.Conv2d` with groups 1, dilation 1): `weight`
+/// (O, C, KH, KW), optional `bias` (O), square stride and zero padding. Its forward is
+/// [`kconv::conv2d`] (im2col + gemm with its own backward on the CPU, candle's `conv2d`
+/// elsewhere).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+    fused: bool,
+}
+
+impl Conv2d {
+    /// The weight (O, C, KH, KW).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias (O), if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Use the fused kernel on the CPU (`true`, the default) or candle's `conv2d` everywhere
+    /// (`false`: the reference the kernel is tested against).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let run = if self.fused {
+            kconv::conv2d
+        } else {
+            kconv::conv2d_plain
+        };
+        run(
+            xs,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+        .map_err(|e| match e {
+            Error::Candle(e) => e,
+            e => candle_core::Error::Msg(e.to_string()),
+        })
+    }
 }
 
 /// Batch normalisation over the channel dimension (dimension 1) of an (N, C) or (N, C, H, W)

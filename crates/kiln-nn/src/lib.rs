@@ -14,6 +14,8 @@
 //! * [`loss`]: cross-entropy, MSE, binary cross-entropy with logits.
 //! * [`optim`]: SGD (momentum, Nesterov, weight decay), Adam (L2), AdamW, with checkpointable
 //!   state, and global-norm gradient clipping.
+//! * [`kernels`]: fused CPU ops (convolution, whole-sequence LSTM/GRU, softmax + cross-entropy)
+//!   with their own backward passes, falling back to candle's ops off the CPU.
 //! * [`step::TrainStep`]: batch in, loss out — all the trainer knows about a network.
 //!
 //! ```
@@ -41,6 +43,7 @@
 
 pub mod error;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod ops;

@@ -7,11 +7,12 @@
 //!   kernel, stride and padding.
 //! * [`avg_pool2d`]: any kernel, stride and padding, with PyTorch's `count_include_pad=True`.
 //!
-//! Forward passes are plain loops over contiguous f32 slices; backward passes are either tensor
+//! Forward passes are plain loops over contiguous f32 slices (pooling: planes in parallel); backward passes are either tensor
 //! expressions (so they are differentiable again) or a second custom op. Each op is a small
 //! struct, so a faster kernel can replace one without touching the layers.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
 
 use crate::{Error, Result};
 
@@ -318,23 +319,70 @@ impl Pool2d {
         (lo, hi, div_len)
     }
 
-    /// Index (within one plane) of the first maximum of the window at (oh, ow).
-    fn argmax(&self, plane: &[f32], w: usize, h: usize, oh: usize, ow: usize) -> Option<usize> {
-        let (r0, r1, _) = self.window(oh, 0, h);
-        let (c0, c1, _) = self.window(ow, 1, w);
-        let mut best: Option<(usize, f32)> = None;
-        for r in r0..r1 {
-            for c in c0..c1 {
-                let v = plane[r * w + c];
-                match best {
-                    Some((_, b)) if !(v > b || v.is_nan()) => {}
-                    _ => best = Some((r * w + c, v)),
+    /// The clamped (start, end) of every output position's window along one axis.
+    fn spans(&self, axis: usize, size: usize, out: usize) -> Vec<(usize, usize)> {
+        (0..out)
+            .map(|o| {
+                let (lo, hi, _) = self.window(o, axis, size);
+                (lo, hi)
+            })
+            .collect()
+    }
+
+    /// For each output position (i·OW + j) of one plane (H, W), the index of the first maximum
+    /// of its window (a NaN wins, so it propagates); `None` for a window of padding only.
+    fn plane_argmax(
+        plane: &[f32],
+        w: usize,
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        mut f: impl FnMut(usize, Option<usize>),
+    ) {
+        let full2 =
+            |sp: &[(usize, usize)]| sp.iter().enumerate().all(|(i, &s)| s == (2 * i, 2 * i + 2));
+        if full2(rows) && full2(cols) {
+            // 2×2 windows at stride 2 (the common case): the same scan, unrolled
+            for i in 0..rows.len() {
+                let (top, bottom) = (&plane[2 * i * w..], &plane[(2 * i + 1) * w..]);
+                for j in 0..cols.len() {
+                    let c = 2 * j;
+                    let (mut bi, mut bv) = (2 * i * w + c, top[c]);
+                    for (k, v) in [
+                        (2 * i * w + c + 1, top[c + 1]),
+                        ((2 * i + 1) * w + c, bottom[c]),
+                        ((2 * i + 1) * w + c + 1, bottom[c + 1]),
+                    ] {
+                        if v > bv || v.is_nan() {
+                            (bi, bv) = (k, v);
+                        }
+                    }
+                    f(i * cols.len() + j, Some(bi));
                 }
             }
+            return;
         }
-        best.map(|(i, _)| i)
+        for (i, &(r0, r1)) in rows.iter().enumerate() {
+            for (j, &(c0, c1)) in cols.iter().enumerate() {
+                if r0 >= r1 || c0 >= c1 {
+                    f(i * cols.len() + j, None);
+                    continue;
+                }
+                let (mut bi, mut bv) = (r0 * w + c0, plane[r0 * w + c0]);
+                for r in r0..r1 {
+                    for (c, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
+                        if v > bv || v.is_nan() {
+                            (bi, bv) = (r * w + c0 + c, v);
+                        }
+                    }
+                }
+                f(i * cols.len() + j, Some(bi));
+            }
+        }
     }
 }
+
+/// Planes per rayon task: enough work to pay for the hand-off.
+const PLANES_PER_TASK: usize = 8;
 
 struct MaxPool2dOp(Pool2d);
 
@@ -347,16 +395,15 @@ impl CustomOp1 for MaxPool2dOp {
         let x = f32_slice(s, l, self.name())?;
         let (planes, h, w, oh, ow) = self.0.dims4(l, self.name())?;
         let mut out = vec![0f32; planes * oh * ow];
-        for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
-            for i in 0..oh {
-                for j in 0..ow {
-                    o[i * ow + j] = match self.0.argmax(plane, w, h, i, j) {
-                        Some(k) => plane[k],
-                        None => f32::NEG_INFINITY,
-                    };
-                }
-            }
-        }
+        let (rows, cols) = (self.0.spans(0, h, oh), self.0.spans(1, w, ow));
+        out.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .with_min_len(PLANES_PER_TASK)
+            .for_each(|(o, plane)| {
+                Pool2d::plane_argmax(plane, w, &rows, &cols, |k, m| {
+                    o[k] = m.map_or(f32::NEG_INFINITY, |m| plane[m]);
+                })
+            });
         let d = l.dims();
         Ok((CpuStorage::F32(out), Shape::from((d[0], d[1], oh, ow))))
     }
@@ -393,19 +440,17 @@ impl CustomOp2 for MaxPool2dGrad {
             );
         }
         let mut dx = vec![0f32; x.len()];
-        for ((plane, gp), dp) in x
-            .chunks_exact(h * w)
-            .zip(g.chunks_exact(oh * ow))
-            .zip(dx.chunks_exact_mut(h * w))
-        {
-            for i in 0..oh {
-                for j in 0..ow {
-                    if let Some(k) = self.0.argmax(plane, w, h, i, j) {
-                        dp[k] += gp[i * ow + j];
+        let (rows, cols) = (self.0.spans(0, h, oh), self.0.spans(1, w, ow));
+        dx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w).zip(g.par_chunks(oh * ow)))
+            .with_min_len(PLANES_PER_TASK)
+            .for_each(|(dp, (plane, gp))| {
+                Pool2d::plane_argmax(plane, w, &rows, &cols, |k, m| {
+                    if let Some(m) = m {
+                        dp[m] += gp[k];
                     }
-                }
-            }
-        }
+                })
+            });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

@@ -15,6 +15,7 @@ use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::init::uniform;
+use crate::kernels::rnn as rk;
 use crate::layers::{Dropout, Mode};
 use crate::{Error, Result};
 
@@ -138,6 +139,7 @@ pub struct Rnn {
     /// layers[l][d]
     layers: Vec<Vec<Direction>>,
     dropout: Dropout,
+    fused: bool,
 }
 
 impl Rnn {
@@ -199,6 +201,7 @@ impl Rnn {
             config,
             layers,
             dropout,
+            fused: true,
         })
     }
 
@@ -310,62 +313,71 @@ impl Rnn {
         Ok((out, RnnState { h: h_n, c: c_n }))
     }
 
+    /// Use the fused whole-sequence kernels of [`crate::kernels::rnn`] for LSTM and GRU layers
+    /// on the CPU (`true`, the default), or the plain step-by-step composition of candle ops
+    /// (`false`: the reference the kernels are tested against).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
+    }
+
     /// One direction of one layer over x (T, B, In): outputs (T, B, H), final h and c (B, H).
     fn run_direction(
         &self,
         p: &Direction,
         x: &Tensor,
         mut h: Tensor,
-        mut c: Option<Tensor>,
+        c: Option<Tensor>,
         reverse: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let w = rk::Weights {
+            w_ih: &p.w_ih,
+            w_hh: &p.w_hh,
+            b_ih: p.b_ih.as_ref(),
+            b_hh: p.b_hh.as_ref(),
+        };
+        let cell = || {
+            c.as_ref()
+                .ok_or_else(|| Error::shape("LSTM without cell state"))
+        };
+        match (self.kind, self.fused) {
+            (CellKind::Lstm, true) => {
+                let (out, h, c) = rk::lstm(x, w, &h, cell()?, reverse)?;
+                return Ok((out, h, Some(c)));
+            }
+            (CellKind::Lstm, false) => {
+                let (out, h, c) = rk::lstm_plain(x, w, &h, cell()?, reverse)?;
+                return Ok((out, h, Some(c)));
+            }
+            (CellKind::Gru, true) => {
+                let (out, h) = rk::gru(x, w, &h, reverse)?;
+                return Ok((out, h, None));
+            }
+            (CellKind::Gru, false) => {
+                let (out, h) = rk::gru_plain(x, w, &h, reverse)?;
+                return Ok((out, h, None));
+            }
+            (CellKind::RnnTanh | CellKind::RnnRelu, _) => {}
+        }
         let (t_len, b, in_dim) = x.dims3()?;
-        let hs = self.config.hidden_size;
-        // Input projections for all steps at once: (T·B, In) x (In, G·H) -> (T, B, G·H)
+        // Input projections for all steps at once: (T·B, In) x (In, H) -> (T, B, H)
         let mut xw = x.reshape((t_len * b, in_dim))?.matmul(&p.w_ih.t()?)?;
         if let Some(bi) = &p.b_ih {
             xw = xw.broadcast_add(bi)?;
         }
-        let xw = split_time(&xw.reshape((t_len, b, ()))?)?; // T × (B, G·H)
-        let w_hh_t = p.w_hh.t()?; // (H, G·H)
+        let xw = rk::split_time(&xw.reshape((t_len, b, ()))?)?; // T × (B, H)
+        let w_hh_t = p.w_hh.t()?; // (H, H)
         let mut outs: Vec<Tensor> = Vec::with_capacity(t_len);
         for step in 0..t_len {
             let t = if reverse { t_len - 1 - step } else { step };
-            let xt = &xw[t]; // (B, G·H)
-            let mut hw = h.matmul(&w_hh_t)?; // (B, H) x (H, G·H) -> (B, G·H)
+            let mut hw = h.matmul(&w_hh_t)?; // (B, H) x (H, H) -> (B, H)
             if let Some(bh) = &p.b_hh {
                 hw = hw.broadcast_add(bh)?;
             }
-            match self.kind {
-                CellKind::RnnTanh => h = (xt + hw)?.tanh()?,
-                CellKind::RnnRelu => h = (xt + hw)?.relu()?,
-                CellKind::Lstm => {
-                    let gates = (xt + hw)?; // (B, 4H): i, f, g, o
-                    let sig = candle_nn::ops::sigmoid(&gates)?;
-                    let i = sig.narrow(1, 0, hs)?;
-                    let f = sig.narrow(1, hs, hs)?;
-                    let g = gates.narrow(1, 2 * hs, hs)?.tanh()?;
-                    let o = sig.narrow(1, 3 * hs, hs)?;
-                    let c_prev = c
-                        .as_ref()
-                        .ok_or_else(|| Error::shape("LSTM without cell state"))?;
-                    let c_new = ((f * c_prev)? + (i * g)?)?;
-                    h = (o * c_new.tanh()?)?;
-                    c = Some(c_new);
-                }
-                CellKind::Gru => {
-                    // r, z from the summed projections; n uses r ⊙ (W_hn h + b_hn)
-                    let rz = candle_nn::ops::sigmoid(
-                        &(xt.narrow(1, 0, 2 * hs)? + hw.narrow(1, 0, 2 * hs)?)?,
-                    )?;
-                    let r = rz.narrow(1, 0, hs)?;
-                    let z = rz.narrow(1, hs, hs)?;
-                    let n =
-                        (xt.narrow(1, 2 * hs, hs)? + (r * hw.narrow(1, 2 * hs, hs)?)?)?.tanh()?;
-                    // h' = (1 - z) ⊙ n + z ⊙ h = n + z ⊙ (h - n)
-                    h = (&n + (z * (&h - &n)?)?)?;
-                }
-            }
+            h = if self.kind == CellKind::RnnRelu {
+                (&xw[t] + hw)?.relu()?
+            } else {
+                (&xw[t] + hw)?.tanh()?
+            };
             outs.push(h.clone());
         }
         if reverse {
@@ -374,21 +386,4 @@ impl Rnn {
         let out = Tensor::stack(&outs, 0)?; // (T, B, H)
         Ok((out, h, c))
     }
-}
-
-/// Split (T, ...) into T tensors (...) by recursive halving.
-///
-/// candle's backward of `narrow` pads the gradient back to the full tensor, so taking each of
-/// T steps with its own `narrow`/`get` costs O(T · size) in the backward pass (quadratic in T:
-/// it made a 100-step LSTM's backward 14 times slower than its forward). Halving makes it
-/// O(size · log T).
-fn split_time(xs: &Tensor) -> Result<Vec<Tensor>> {
-    let t = xs.dim(0)?;
-    if t == 1 {
-        return Ok(vec![xs.squeeze(0)?]);
-    }
-    let mid = t / 2;
-    let mut left = split_time(&xs.narrow(0, 0, mid)?)?;
-    left.extend(split_time(&xs.narrow(0, mid, t - mid)?)?);
-    Ok(left)
 }

@@ -1,0 +1,50 @@
+//! Fused CPU kernels: candle custom ops with their own forward and backward passes, used for
+//! f32 tensors on the CPU; on other devices and dtypes each public function falls back to the
+//! plain composition of candle ops it replaces, so the same model code runs everywhere.
+//!
+//! * [`conv`]: 2-d convolution through im2col + gemm, forward, weight, bias and input gradients
+//!   (the input gradient only when the input needs one).
+//! * [`rnn`]: whole-sequence LSTM and GRU directions: one gemm for the recurrent step plus one
+//!   fused gate pass per time step, and a backward that walks the sequence once.
+//! * [`loss`]: softmax + cross-entropy fused, with its backward.
+//!
+//! Every op keeps its plain reference (`*_plain`) public: the tests check forward and every
+//! gradient against it and against finite differences, and `bench/kernels.py` shows the gain.
+//! The matrix products run on the `gemm` crate candle uses, with its AVX-512 kernels enabled
+//! (runtime dispatch, see the workspace `Cargo.toml`).
+
+use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
+
+pub mod conv;
+mod gemm;
+pub mod loss;
+pub mod rnn;
+
+type CResult<T> = candle_core::Result<T>;
+
+/// True when the fused kernels handle `t`: f32 on the CPU.
+pub fn fusable(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The contiguous f32 values of a CPU storage.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> CResult<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op}: expected f32 input"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous input"),
+    }
+}
+
+/// Run `f` on the contiguous f32 values of a CPU tensor (copying only if it is strided).
+fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> CResult<R>) -> CResult<R> {
+    let t = t.contiguous()?;
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        Storage::Cpu(s) => f(f32_slice(s, l, op)?),
+        _ => candle_core::bail!("{op}: expected a CPU tensor"),
+    }
+}

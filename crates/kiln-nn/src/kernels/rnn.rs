@@ -1,0 +1,775 @@
+//! Whole-sequence LSTM and GRU directions as single custom ops.
+//!
+//! The caller computes the input projection of every time step at once (one gemm, candle's
+//! matmul); the op adds the biases that sum into it (b_ih, and b_hh except GRU's b_hn) and runs the recurrence: per step
+//! one gemm `h_{t-1} · W_hhᵀ` and one fused pass over the gates, keeping the activated gates
+//! for the backward pass. The backward walks the sequence once in reverse: one fused pass and
+//! one gemm `dA_t · W_hh` per step, then the weight gradient `Σ_t dA_tᵀ h_{t-1}` as one gemm.
+//!
+//! PyTorch's layout: LSTM gates i, f, g, o; GRU gates r, z, n with
+//! `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))` and `h' = (1 - z) ⊙ n + z ⊙ h`.
+//!
+//! Legend: T time, B batch, H hidden size, G gates (4 LSTM, 3 GRU).
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use super::gemm::{matmul, Mat, MatMut, Par};
+use super::{f32_slice, fusable, with_f32, CResult};
+use crate::{Error, Result};
+
+/// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
+/// without branches or library calls so that the gate loops vectorise.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call)
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
+/// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
+/// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
+#[inline(always)]
+fn lstm_fwd_row(g: &mut [f32], cp: &[f32], c: &mut [f32], hv: &mut [f32]) {
+    let h = cp.len();
+    let (gi, rest) = g.split_at_mut(h);
+    let (gf, rest) = rest.split_at_mut(h);
+    let (gg, go) = rest.split_at_mut(h);
+    let (go, c, hv) = (&mut go[..h], &mut c[..h], &mut hv[..h]);
+    for j in 0..h {
+        let (i, f, n, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, n, o);
+        c[j] = f * cp[j] + i * n;
+        hv[j] = o * tanh(c[j]);
+    }
+}
+
+/// One batch row of the LSTM backward gate pass: activated gates `g` (4H), cell `c` and previous
+/// cell `cp`, incoming gradients of h and c; updates the carried `dh`/`dc` (in: from step t+1,
+/// out: dc for step t-1; dh is overwritten by the caller's gemm) and writes dA (4H).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lstm_bwd_row(
+    g: &[f32],
+    c: &[f32],
+    cp: &[f32],
+    gh: &[f32],
+    gc: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    da: &mut [f32],
+) {
+    let h = c.len();
+    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let (cp, gh, gc, dh, dc) = (&cp[..h], &gh[..h], &gc[..h], &mut dh[..h], &mut dc[..h]);
+    let (dai, rest) = da.split_at_mut(h);
+    let (daf, rest) = rest.split_at_mut(h);
+    let (dag, dao) = rest.split_at_mut(h);
+    let dao = &mut dao[..h];
+    for j in 0..h {
+        let (i, f, n, o) = (gi[j], gf[j], gg[j], go[j]);
+        let tc = tanh(c[j]);
+        let d_h = gh[j] + dh[j];
+        let d_c = gc[j] + dc[j] + d_h * o * (1.0 - tc * tc);
+        dai[j] = d_c * n * i * (1.0 - i);
+        daf[j] = d_c * cp[j] * f * (1.0 - f);
+        dag[j] = d_c * i * (1.0 - n * n);
+        dao[j] = d_h * tc * o * (1.0 - o);
+        dc[j] = d_c * f;
+    }
+}
+
+/// One batch row of the GRU gate pass: projections `x3` and `h3` (3H), `b_hn`, previous `hp`
+/// → new `hv` (H), and saved r, z, n, W_hn h + b_hn (4H).
+#[inline(always)]
+fn gru_fwd_row(x3: &[f32], h3: &[f32], b_hn: &[f32], hp: &[f32], hv: &mut [f32], s4: &mut [f32]) {
+    let h = hp.len();
+    let (xr, xz, xn) = (&x3[..h], &x3[h..2 * h], &x3[2 * h..3 * h]);
+    let (hr, hz, hnn) = (&h3[..h], &h3[h..2 * h], &h3[2 * h..3 * h]);
+    let (b_hn, hv) = (&b_hn[..h], &mut hv[..h]);
+    let (sr, rest) = s4.split_at_mut(h);
+    let (sz, rest) = rest.split_at_mut(h);
+    let (sn, shn) = rest.split_at_mut(h);
+    let shn = &mut shn[..h];
+    for j in 0..h {
+        let r = sigmoid(xr[j] + hr[j]);
+        let z = sigmoid(xz[j] + hz[j]);
+        let hn = hnn[j] + b_hn[j];
+        let n = tanh(xn[j] + r * hn);
+        hv[j] = n + z * (hp[j] - n);
+        (sr[j], sz[j], sn[j], shn[j]) = (r, z, n, hn);
+    }
+}
+
+/// One batch row of the GRU backward gate pass.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gru_bwd_row(
+    s4: &[f32],
+    gr: &[f32],
+    dh_next: &[f32],
+    hp: &[f32],
+    dx: &mut [f32],
+    dhh: &mut [f32],
+    db_hn: &mut [f32],
+    dh: &mut [f32],
+) {
+    let h = hp.len();
+    let (sr, sz, sn, shn) = (
+        &s4[..h],
+        &s4[h..2 * h],
+        &s4[2 * h..3 * h],
+        &s4[3 * h..4 * h],
+    );
+    let (gr, dh_next, db_hn, dh) = (&gr[..h], &dh_next[..h], &mut db_hn[..h], &mut dh[..h]);
+    let (dxr, rest) = dx.split_at_mut(h);
+    let (dxz, dxn) = rest.split_at_mut(h);
+    let dxn = &mut dxn[..h];
+    let (dhr, rest) = dhh.split_at_mut(h);
+    let (dhz, dhn) = rest.split_at_mut(h);
+    let dhn = &mut dhn[..h];
+    for j in 0..h {
+        let (r, z, n, hn) = (sr[j], sz[j], sn[j], shn[j]);
+        let d = gr[j] + dh_next[j];
+        let dan = d * (1.0 - z) * (1.0 - n * n);
+        let dar = dan * hn * r * (1.0 - r);
+        let daz = d * (hp[j] - n) * z * (1.0 - z);
+        (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
+        (dhr[j], dhz[j], dhn[j]) = (dar, daz, dan * r);
+        db_hn[j] += dan * r;
+        dh[j] = d * z;
+    }
+}
+
+/// The (cols, rows) transpose of a row-major (rows, cols) matrix. The step gemm reads W_hhᵀ
+/// (H, G·H) row-major so that gemm finds its left operand column-major and does not repack
+/// W_hh at every time step.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for (i, row) in x.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
+/// Every row of `x` (rows × bias.len()) plus `bias`, in a new buffer.
+fn add_rows(x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+    out
+}
+
+/// `out = Σ_rows x` for x (rows × out.len()).
+fn sum_rows(x: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in x.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+}
+
+/// Time index of step `s` (reverse directions walk the sequence backwards).
+fn order(s: usize, t_len: usize, reverse: bool) -> usize {
+    if reverse {
+        t_len - 1 - s
+    } else {
+        s
+    }
+}
+
+/// Sizes (T, B, H) of a sequence op, checked against its inputs.
+fn dims(xw: &Layout, w_hh: &Layout, g: usize, op: &str) -> CResult<(usize, usize, usize)> {
+    let (&[t, b, gh], &[gh2, h]) = (xw.dims(), w_hh.dims()) else {
+        candle_core::bail!(
+            "{op}: expected projections (T, B, {g}·H) and W_hh ({g}·H, H), got {:?} and {:?}",
+            xw.dims(),
+            w_hh.dims()
+        );
+    };
+    if gh != g * h || gh2 != g * h {
+        candle_core::bail!(
+            "{op}: projections {:?} and W_hh {:?} do not agree on {g}·H",
+            xw.dims(),
+            w_hh.dims()
+        );
+    }
+    Ok((t, b, h))
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM
+
+/// (xw (T, B, 4H) = x W_ihᵀ, W_hh (4H, H), state (2·B·H + 4H) = [h0, c0, b_ih + b_hh])
+/// → (2, T, B, H) = [h_t, c_t].
+struct LstmSeq {
+    reverse: bool,
+    /// Activated gates i, f, g, o of every step (T, B, 4H), kept for the backward pass.
+    gates: Mutex<Vec<f32>>,
+}
+
+impl CustomOp3 for LstmSeq {
+    fn name(&self) -> &'static str {
+        "kiln-lstm-seq"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (t_len, b, h) = dims(l1, l2, 4, self.name())?;
+        let xw = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let st = f32_slice(s3, l3, self.name())?;
+        let bh = b * h;
+        if st.len() != 2 * bh + 4 * h {
+            candle_core::bail!(
+                "{}: expected h0, c0 and the bias, {} values",
+                self.name(),
+                2 * bh + 4 * h
+            );
+        }
+        // pre-activations x W_ihᵀ + bias, activated in place
+        let mut gates = add_rows(xw, &st[2 * bh..]);
+        let mut out = vec![0f32; 2 * t_len * bh];
+        let w_t = transpose(w, 4 * h, h);
+        let (mut hp, mut cp) = (st[..bh].to_vec(), st[bh..2 * bh].to_vec());
+        for s in 0..t_len {
+            let t = order(s, t_len, self.reverse);
+            let gt = &mut gates[t * 4 * bh..(t + 1) * 4 * bh];
+            // (B, H) · (H, 4H) → (B, 4H), added to the input projection
+            matmul(
+                MatMut::rows(gt, b, 4 * h),
+                Mat::rows(&hp, b, h),
+                Mat::rows(&w_t, h, 4 * h),
+                true,
+                Par::Auto,
+            );
+            let (oh, oc) = out.split_at_mut(t_len * bh);
+            let (oh, oc) = (&mut oh[t * bh..(t + 1) * bh], &mut oc[t * bh..(t + 1) * bh]);
+            pulp::Arch::new().dispatch(|| {
+                for r in 0..b {
+                    let rows = r * h..(r + 1) * h;
+                    let g = &mut gt[4 * rows.start..4 * rows.end];
+                    lstm_fwd_row(g, &cp[rows.clone()], &mut oc[rows.clone()], &mut oh[rows]);
+                }
+            });
+            hp.copy_from_slice(oh);
+            cp.copy_from_slice(oc);
+        }
+        *self.gates.lock().map_err(|_| poisoned(self.name()))? = gates;
+        Ok((CpuStorage::F32(out), Shape::from((2, t_len, b, h))))
+    }
+
+    fn bwd(
+        &self,
+        xw: &Tensor,
+        w_hh: &Tensor,
+        state: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (t_len, b, h4) = xw.dims3()?;
+        let (h, bh) = (h4 / 4, b * h4 / 4);
+        let name = self.name();
+        let gates = self.gates.lock().map_err(|_| poisoned(name))?;
+        let mut da = vec![0f32; t_len * 4 * bh];
+        let mut dw = vec![0f32; 4 * h * h];
+        let mut dst = vec![0f32; 2 * bh + h4];
+        with_f32(w_hh, name, |w| {
+            with_f32(state, name, |st| {
+                with_f32(res, name, |out| {
+                    with_f32(grad, name, |gr| {
+                        let (hs, cs) = out.split_at(t_len * bh);
+                        let (gh, gc) = gr.split_at(t_len * bh);
+                        let (h0, c0) = (&st[..bh], &st[bh..2 * bh]);
+                        let (mut dh_next, mut dc_next) = (vec![0f32; bh], vec![0f32; bh]);
+                        for s in (0..t_len).rev() {
+                            let t = order(s, t_len, self.reverse);
+                            let prev = (s > 0).then(|| order(s - 1, t_len, self.reverse));
+                            let c_prev = match prev {
+                                Some(p) => &cs[p * bh..(p + 1) * bh],
+                                None => c0,
+                            };
+                            let g = &gates[t * 4 * bh..(t + 1) * 4 * bh];
+                            let dat = &mut da[t * 4 * bh..(t + 1) * 4 * bh];
+                            let at = t * bh;
+                            pulp::Arch::new().dispatch(|| {
+                                for r in 0..b {
+                                    let k = r * h..(r + 1) * h;
+                                    let tk = at + k.start..at + k.end;
+                                    lstm_bwd_row(
+                                        &g[4 * k.start..4 * k.end],
+                                        &cs[tk.clone()],
+                                        &c_prev[k.clone()],
+                                        &gh[tk.clone()],
+                                        &gc[tk],
+                                        &mut dh_next[k.clone()],
+                                        &mut dc_next[k.clone()],
+                                        &mut dat[4 * k.start..4 * k.end],
+                                    );
+                                }
+                            });
+                            // dh_{t-1} = dA_t (B, 4H) · W_hh (4H, H)
+                            matmul(
+                                MatMut::rows(&mut dh_next, b, h),
+                                Mat::rows(dat, b, h4),
+                                Mat::rows(w, h4, h),
+                                false,
+                                Par::Auto,
+                            );
+                        }
+                        weight_grad(&mut dw, &da, hs, h0, t_len, b, h, 4, self.reverse);
+                        dst[..bh].copy_from_slice(&dh_next);
+                        dst[bh..2 * bh].copy_from_slice(&dc_next);
+                        sum_rows(&da, &mut dst[2 * bh..]);
+                        Ok(())
+                    })
+                })
+            })
+        })?;
+        let dev = xw.device();
+        Ok((
+            Some(Tensor::from_vec(da, (t_len, b, h4), dev)?),
+            Some(Tensor::from_vec(dw, (h4, h), dev)?),
+            Some(Tensor::from_vec(dst, 2 * bh + h4, dev)?),
+        ))
+    }
+}
+
+/// dW_hh (G·H, H) = Σ_t dA_tᵀ (G·H, B) · h_{t-1} (B, H), with h_{-1} = h0: two gemms, one over
+/// every step whose previous state is an output, one for the first step.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad(
+    dw: &mut [f32],
+    da: &[f32],
+    hs: &[f32],
+    h0: &[f32],
+    t_len: usize,
+    b: usize,
+    h: usize,
+    g: usize,
+    reverse: bool,
+) {
+    let (bh, gh) = (b * h, g * h);
+    let rows = (t_len - 1) * b;
+    // forward: steps 1.. pair with outputs 0..T-1; reverse: steps 0..T-1 with outputs 1..
+    let (da_rest, hs_rest, first) = if reverse {
+        (&da[..rows * gh], &hs[bh..], t_len - 1)
+    } else {
+        (&da[b * gh..], &hs[..rows * h], 0)
+    };
+    matmul(
+        MatMut::rows(dw, gh, h),
+        Mat::rows(da_rest, rows, gh).t(),
+        Mat::rows(hs_rest, rows, h),
+        false,
+        Par::Auto,
+    );
+    matmul(
+        MatMut::rows(dw, gh, h),
+        Mat::rows(&da[first * b * gh..(first + 1) * b * gh], b, gh).t(),
+        Mat::rows(h0, b, h),
+        true,
+        Par::Auto,
+    );
+}
+
+fn poisoned(op: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{op}: saved gates unavailable (a thread panicked)"))
+}
+
+/// Check the shapes shared by both cells: x (T, B, I), W_ih (G·H, I), W_hh (G·H, H), h0 (B, H).
+fn check(
+    x: &Tensor,
+    w_ih: &Tensor,
+    w_hh: &Tensor,
+    h0: &Tensor,
+    g: usize,
+    what: &str,
+) -> Result<()> {
+    let ok = x.rank() == 3
+        && w_ih.rank() == 2
+        && w_hh.rank() == 2
+        && w_hh.dim(0)? == g * w_hh.dim(1)?
+        && w_ih.dim(0)? == w_hh.dim(0)?
+        && w_ih.dim(1)? == x.dim(2)?
+        && h0.dims() == [x.dim(1)?, w_hh.dim(1)?];
+    if !ok {
+        return Err(Error::shape(format!(
+            "{what}: expected x (T, B, I), W_ih ({g}·H, I), W_hh ({g}·H, H), h0 (B, H); got {:?}, \
+             {:?}, {:?}, {:?}",
+            x.dims(),
+            w_ih.dims(),
+            w_hh.dims(),
+            h0.dims()
+        )));
+    }
+    Ok(())
+}
+
+/// Weights of one direction of a recurrent layer, PyTorch's layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// Input weights (G·H, I).
+    pub w_ih: &'a Tensor,
+    /// Recurrent weights (G·H, H).
+    pub w_hh: &'a Tensor,
+    /// Input bias (G·H).
+    pub b_ih: Option<&'a Tensor>,
+    /// Recurrent bias (G·H).
+    pub b_hh: Option<&'a Tensor>,
+}
+
+impl Weights<'_> {
+    fn all_fusable(&self, others: &[&Tensor]) -> bool {
+        [self.w_ih, self.w_hh]
+            .into_iter()
+            .chain(self.b_ih)
+            .chain(self.b_hh)
+            .chain(others.iter().copied())
+            .all(fusable)
+    }
+
+    /// x (T, B, I) · W_ihᵀ + biases → (T, B, G·H).
+    fn project(&self, x: &Tensor, bias: Option<Tensor>) -> Result<Tensor> {
+        let (t, b, i) = x.dims3()?;
+        let mut xw = x.reshape((t * b, i))?.matmul(&self.w_ih.t()?)?; // (T·B, G·H)
+        if let Some(bias) = bias {
+            xw = xw.broadcast_add(&bias)?;
+        }
+        Ok(xw.reshape((t, b, ()))?)
+    }
+}
+
+/// One LSTM direction over x (T, B, I) from (h0, c0) (B, H): outputs (T, B, H) and the final
+/// (h, c). Fused on the CPU for f32, [`lstm_plain`] elsewhere.
+pub fn lstm(
+    x: &Tensor,
+    p: Weights,
+    h0: &Tensor,
+    c0: &Tensor,
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    check(x, p.w_ih, p.w_hh, h0, 4, "LSTM")?;
+    if !p.all_fusable(&[x, h0, c0]) {
+        return lstm_plain(x, p, h0, c0, reverse);
+    }
+    let bias = match (p.b_ih, p.b_hh) {
+        (Some(a), Some(b)) => Some((a + b)?),
+        (a, b) => a.or(b).cloned(),
+    };
+    let bias = match bias {
+        Some(b) => b,
+        None => Tensor::zeros(p.w_hh.dim(0)?, x.dtype(), x.device())?,
+    };
+    let xw = p.project(x, None)?.contiguous()?;
+    let state = Tensor::cat(&[&h0.flatten_all()?, &c0.flatten_all()?, &bias], 0)?; // 2·B·H + 4H
+    let op = LstmSeq {
+        reverse,
+        gates: Mutex::new(Vec::new()),
+    };
+    let out = xw.apply_op3(&p.w_hh.contiguous()?, &state, op)?; // (2, T, B, H)
+    let (hs, cs) = (out.get(0)?, out.get(1)?);
+    let last = if reverse { 0 } else { x.dim(0)? - 1 };
+    Ok((hs.clone(), hs.get(last)?, cs.get(last)?))
+}
+
+/// The reference LSTM direction: candle ops, one step at a time.
+pub fn lstm_plain(
+    x: &Tensor,
+    p: Weights,
+    h0: &Tensor,
+    c0: &Tensor,
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let hs = p.w_hh.dim(1)?;
+    let (mut h, mut c) = (h0.clone(), c0.clone());
+    let xw = split_time(&p.project(x, p.b_ih.cloned())?)?;
+    let w_hh_t = p.w_hh.t()?;
+    let mut outs = Vec::with_capacity(xw.len());
+    for step in 0..xw.len() {
+        let t = order(step, xw.len(), reverse);
+        let mut hw = h.matmul(&w_hh_t)?; // (B, 4H)
+        if let Some(bh) = p.b_hh {
+            hw = hw.broadcast_add(bh)?;
+        }
+        let gates = (&xw[t] + hw)?; // i, f, g, o
+        let sig = candle_nn::ops::sigmoid(&gates)?;
+        let i = sig.narrow(1, 0, hs)?;
+        let f = sig.narrow(1, hs, hs)?;
+        let g = gates.narrow(1, 2 * hs, hs)?.tanh()?;
+        let o = sig.narrow(1, 3 * hs, hs)?;
+        c = ((f * &c)? + (i * g)?)?;
+        h = (o * c.tanh()?)?;
+        outs.push(h.clone());
+    }
+    if reverse {
+        outs.reverse();
+    }
+    Ok((Tensor::stack(&outs, 0)?, h, c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU
+
+/// (xw (T, B, 3H) = x W_ihᵀ, W_hh (3H, H), aux (B·H + 4H) = [h0, b_hn, b_ih + (b_hr, b_hz, 0)])
+/// → (T, B, H).
+struct GruSeq {
+    reverse: bool,
+    /// r, z, n and W_hn h + b_hn of every step (T, B, 4H), kept for the backward pass.
+    saved: Mutex<Vec<f32>>,
+}
+
+impl CustomOp3 for GruSeq {
+    fn name(&self) -> &'static str {
+        "kiln-gru-seq"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (t_len, b, h) = dims(l1, l2, 3, self.name())?;
+        let xw = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let aux = f32_slice(s3, l3, self.name())?;
+        let bh = b * h;
+        if aux.len() != bh + 4 * h {
+            candle_core::bail!(
+                "{}: expected h0, b_hn and the bias, {} values",
+                self.name(),
+                bh + 4 * h
+            );
+        }
+        let (mut hp, b_hn) = (aux[..bh].to_vec(), &aux[bh..bh + h]);
+        let xw = add_rows(xw, &aux[bh + h..]);
+        let mut saved = vec![0f32; t_len * 4 * bh];
+        let mut out = vec![0f32; t_len * bh];
+        let mut hw = vec![0f32; 3 * bh];
+        let w_t = transpose(w, 3 * h, h);
+        for s in 0..t_len {
+            let t = order(s, t_len, self.reverse);
+            // (B, H) · (H, 3H) → (B, 3H)
+            matmul(
+                MatMut::rows(&mut hw, b, 3 * h),
+                Mat::rows(&hp, b, h),
+                Mat::rows(&w_t, h, 3 * h),
+                false,
+                Par::Auto,
+            );
+            let xt = &xw[t * 3 * bh..(t + 1) * 3 * bh];
+            let sv = &mut saved[t * 4 * bh..(t + 1) * 4 * bh];
+            let ot = &mut out[t * bh..(t + 1) * bh];
+            pulp::Arch::new().dispatch(|| {
+                for r in 0..b {
+                    let k = r * h..(r + 1) * h;
+                    gru_fwd_row(
+                        &xt[3 * k.start..3 * k.end],
+                        &hw[3 * k.start..3 * k.end],
+                        b_hn,
+                        &hp[k.clone()],
+                        &mut ot[k.clone()],
+                        &mut sv[4 * k.start..4 * k.end],
+                    );
+                }
+            });
+            hp.copy_from_slice(ot);
+        }
+        *self.saved.lock().map_err(|_| poisoned(self.name()))? = saved;
+        Ok((CpuStorage::F32(out), Shape::from((t_len, b, h))))
+    }
+
+    fn bwd(
+        &self,
+        xw: &Tensor,
+        w_hh: &Tensor,
+        aux: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (t_len, b, h3) = xw.dims3()?;
+        let (h, bh) = (h3 / 3, b * h3 / 3);
+        let name = self.name();
+        let saved = self.saved.lock().map_err(|_| poisoned(name))?;
+        let mut dxw = vec![0f32; t_len * 3 * bh];
+        let mut dhw = vec![0f32; t_len * 3 * bh];
+        let mut dw = vec![0f32; 3 * h * h];
+        let mut daux = vec![0f32; bh + 4 * h];
+        with_f32(w_hh, name, |w| {
+            with_f32(aux, name, |aux| {
+                with_f32(res, name, |hs| {
+                    with_f32(grad, name, |gr| {
+                        let h0 = &aux[..bh];
+                        let mut dh_next = vec![0f32; bh];
+                        let mut dh = vec![0f32; bh];
+                        let (dh0, rest) = daux.split_at_mut(bh);
+                        let (db_hn, dbias) = rest.split_at_mut(h);
+                        let db_hn = &mut db_hn[..];
+                        for s in (0..t_len).rev() {
+                            let t = order(s, t_len, self.reverse);
+                            let hprev = match (s > 0).then(|| order(s - 1, t_len, self.reverse)) {
+                                Some(p) => &hs[p * bh..(p + 1) * bh],
+                                None => h0,
+                            };
+                            let sv = &saved[t * 4 * bh..(t + 1) * 4 * bh];
+                            let dx = &mut dxw[t * 3 * bh..(t + 1) * 3 * bh];
+                            let dhh = &mut dhw[t * 3 * bh..(t + 1) * 3 * bh];
+                            let at = t * bh;
+                            pulp::Arch::new().dispatch(|| {
+                                for r in 0..b {
+                                    let k = r * h..(r + 1) * h;
+                                    gru_bwd_row(
+                                        &sv[4 * k.start..4 * k.end],
+                                        &gr[at + k.start..at + k.end],
+                                        &dh_next[k.clone()],
+                                        &hprev[k.clone()],
+                                        &mut dx[3 * k.start..3 * k.end],
+                                        &mut dhh[3 * k.start..3 * k.end],
+                                        &mut db_hn[..],
+                                        &mut dh[k.clone()],
+                                    );
+                                }
+                            });
+                            // dh_{t-1} = d ⊙ z + dHW_t (B, 3H) · W_hh (3H, H)
+                            matmul(
+                                MatMut::rows(&mut dh, b, h),
+                                Mat::rows(dhh, b, h3),
+                                Mat::rows(w, h3, h),
+                                true,
+                                Par::Auto,
+                            );
+                            std::mem::swap(&mut dh, &mut dh_next);
+                        }
+                        weight_grad(&mut dw, &dhw, hs, h0, t_len, b, h, 3, self.reverse);
+                        sum_rows(&dxw, dbias);
+                        dh0.copy_from_slice(&dh_next);
+                        Ok(())
+                    })
+                })
+            })
+        })?;
+        let dev = xw.device();
+        Ok((
+            Some(Tensor::from_vec(dxw, (t_len, b, h3), dev)?),
+            Some(Tensor::from_vec(dw, (h3, h), dev)?),
+            Some(Tensor::from_vec(daux, bh + 4 * h, dev)?),
+        ))
+    }
+}
+
+/// One GRU direction over x (T, B, I) from h0 (B, H): outputs (T, B, H) and the final h.
+/// Fused on the CPU for f32, [`gru_plain`] elsewhere.
+pub fn gru(x: &Tensor, p: Weights, h0: &Tensor, reverse: bool) -> Result<(Tensor, Tensor)> {
+    check(x, p.w_ih, p.w_hh, h0, 3, "GRU")?;
+    if !p.all_fusable(&[x, h0]) {
+        return gru_plain(x, p, h0, reverse);
+    }
+    let hs = p.w_hh.dim(1)?;
+    // b_hr and b_hz add to the projection; b_hn sits inside r ⊙ (W_hn h + b_hn)
+    let (bias, b_hn) = match p.b_hh {
+        Some(bh) => {
+            let rz = Tensor::cat(
+                &[
+                    &bh.narrow(0, 0, 2 * hs)?,
+                    &Tensor::zeros(hs, bh.dtype(), bh.device())?,
+                ],
+                0,
+            )?;
+            let bias = match p.b_ih {
+                Some(bi) => (bi + rz)?,
+                None => rz,
+            };
+            (Some(bias), bh.narrow(0, 2 * hs, hs)?)
+        }
+        None => (p.b_ih.cloned(), Tensor::zeros(hs, x.dtype(), x.device())?),
+    };
+    let bias = match bias {
+        Some(b) => b,
+        None => Tensor::zeros(3 * hs, x.dtype(), x.device())?,
+    };
+    let xw = p.project(x, None)?.contiguous()?;
+    let aux = Tensor::cat(&[&h0.flatten_all()?, &b_hn, &bias], 0)?; // B·H + H + 3H
+    let op = GruSeq {
+        reverse,
+        saved: Mutex::new(Vec::new()),
+    };
+    let out = xw.apply_op3(&p.w_hh.contiguous()?, &aux, op)?; // (T, B, H)
+    let last = if reverse { 0 } else { x.dim(0)? - 1 };
+    let h_n = out.get(last)?;
+    Ok((out, h_n))
+}
+
+/// The reference GRU direction: candle ops, one step at a time.
+pub fn gru_plain(x: &Tensor, p: Weights, h0: &Tensor, reverse: bool) -> Result<(Tensor, Tensor)> {
+    let hs = p.w_hh.dim(1)?;
+    let mut h = h0.clone();
+    let xw = split_time(&p.project(x, p.b_ih.cloned())?)?;
+    let w_hh_t = p.w_hh.t()?;
+    let mut outs = Vec::with_capacity(xw.len());
+    for step in 0..xw.len() {
+        let xt = &xw[order(step, xw.len(), reverse)];
+        let mut hw = h.matmul(&w_hh_t)?; // (B, 3H)
+        if let Some(bh) = p.b_hh {
+            hw = hw.broadcast_add(bh)?;
+        }
+        let rz = candle_nn::ops::sigmoid(&(xt.narrow(1, 0, 2 * hs)? + hw.narrow(1, 0, 2 * hs)?)?)?;
+        let r = rz.narrow(1, 0, hs)?;
+        let z = rz.narrow(1, hs, hs)?;
+        let n = (xt.narrow(1, 2 * hs, hs)? + (r * hw.narrow(1, 2 * hs, hs)?)?)?.tanh()?;
+        h = (&n + (z * (&h - &n)?)?)?; // (1 - z) ⊙ n + z ⊙ h
+        outs.push(h.clone());
+    }
+    if reverse {
+        outs.reverse();
+    }
+    Ok((Tensor::stack(&outs, 0)?, h))
+}
+
+/// Split (T, ...) into T tensors (...) by recursive halving.
+///
+/// candle's backward of `narrow` pads the gradient back to the full tensor, so taking each of
+/// T steps with its own `narrow`/`get` costs O(T · size) in the backward pass (quadratic in T).
+/// Halving makes it O(size · log T).
+pub(crate) fn split_time(xs: &Tensor) -> Result<Vec<Tensor>> {
+    let t = xs.dim(0)?;
+    if t == 1 {
+        return Ok(vec![xs.squeeze(0)?]);
+    }
+    let mid = t / 2;
+    let mut left = split_time(&xs.narrow(0, 0, mid)?)?;
+    left.extend(split_time(&xs.narrow(0, mid, t - mid)?)?);
+    Ok(left)
+}
