@@ -8,6 +8,7 @@
 //! * [`mlp`]: multi-layer perceptron for tabular classification and regression.
 //! * [`cnn`]: LeNet-5 and a configurable convolution stack.
 //! * [`rnn`]: RNN/LSTM/GRU sequence classifier and character language model with sampling.
+//! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
 //! ```
@@ -26,3 +27,4 @@ pub mod cnn;
 pub mod folder;
 pub mod mlp;
 pub mod rnn;
+pub mod vqvae;

@@ -10,6 +10,7 @@
 mod cnn;
 mod lm;
 mod mlp;
+mod vqvae;
 
 use cnn::CnnArgs;
 use lm::LmArgs;
@@ -59,6 +60,8 @@ enum TrainModel {
     Gru(LmArgs),
     /// Character-level Elman RNN (tanh) language model on a text file.
     Rnn(LmArgs),
+    /// VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes) on captioned shapes or MNIST digits.
+    Vqvae(vqvae::VqVaeArgs),
 }
 
 /// Optimizers by name.
@@ -256,6 +259,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Lstm(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Lstm),
         TrainModel::Gru(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Gru),
         TrainModel::Rnn(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::RnnTanh),
+        TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
     }
 }
 
