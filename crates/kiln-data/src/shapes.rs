@@ -324,6 +324,20 @@ impl ShapesSample {
     }
 }
 
+/// The judge's targets for a list of objects: per cell `[present, shape, colour, size]`
+/// (class indices; 0 where the cell is empty).
+pub fn cell_targets(objects: &[ShapeObject]) -> [[u32; 4]; 9] {
+    cells_of(objects).map(|c| match c {
+        Some(o) => [
+            1,
+            o.shape.index() as u32,
+            o.colour.index() as u32,
+            o.size.index() as u32,
+        ],
+        None => [0; 4],
+    })
+}
+
 /// The object in each of the 9 cells for a list of objects.
 pub fn cells_of(objects: &[ShapeObject]) -> [Option<ShapeObject>; 9] {
     let mut out = [None; 9];
@@ -365,6 +379,9 @@ pub struct ShapesParams {
     pub n: usize,
     /// Fraction of pictures with two objects, in [0, 1] (default 0.3).
     pub two_object_fraction: f64,
+    /// Also draw the held-out combinations (default false). Only for models that judge
+    /// pictures (the judge must read every combination); never for a generator's training set.
+    pub include_held_out: bool,
 }
 
 impl Default for ShapesParams {
@@ -372,6 +389,7 @@ impl Default for ShapesParams {
         Self {
             n: 1000,
             two_object_fraction: 0.3,
+            include_held_out: false,
         }
     }
 }
@@ -394,8 +412,9 @@ fn pick<T: Copy>(items: &[T], rng: &mut kiln_core::Rng) -> T {
     items[rng.random_range(0..items.len())]
 }
 
-/// A random object with no held-out combination, outside the cells in `taken`.
-fn random_object(rng: &mut kiln_core::Rng, taken: &[ShapeObject]) -> ShapeObject {
+/// A random object (with no held-out combination unless `held_out`), outside the cells in
+/// `taken`.
+fn random_object(rng: &mut kiln_core::Rng, taken: &[ShapeObject], held_out: bool) -> ShapeObject {
     loop {
         let o = ShapeObject {
             shape: pick(&ShapeKind::ALL, rng),
@@ -406,22 +425,23 @@ fn random_object(rng: &mut kiln_core::Rng, taken: &[ShapeObject]) -> ShapeObject
         let clash = taken
             .iter()
             .any(|t| t.cell == o.cell || (t.shape == o.shape && t.colour == o.colour));
-        if !is_held_out(&o) && !clash {
+        if (held_out || !is_held_out(&o)) && !clash {
             return o;
         }
     }
 }
 
 /// `params.n` training pictures from the generator seeded with `seed`; none holds a held-out
-/// combination, and two objects in one picture differ in cell and in (shape, colour).
+/// combination (unless `params.include_held_out`), and two objects in one picture differ in cell and in (shape, colour).
 pub fn generate(params: &ShapesParams, seed: u64) -> Result<Vec<ShapesSample>> {
     params.validate()?;
     let mut rng = kiln_core::rng(seed);
     let mut out = Vec::with_capacity(params.n);
     for _ in 0..params.n {
-        let mut objects = vec![random_object(&mut rng, &[])];
+        let h = params.include_held_out;
+        let mut objects = vec![random_object(&mut rng, &[], h)];
         if rng.random::<f64>() < params.two_object_fraction {
-            let second = random_object(&mut rng, &objects);
+            let second = random_object(&mut rng, &objects, h);
             objects.push(second);
         }
         let template = rng.random_range(0..TEMPLATES_ONE.max(TEMPLATES_TWO));
