@@ -9,6 +9,7 @@
 //! * [`cnn`]: LeNet-5 and a configurable convolution stack.
 //! * [`rnn`]: RNN/LSTM/GRU sequence classifier and character language model with sampling.
 //! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
+//! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
 //! ```
@@ -25,6 +26,7 @@
 
 pub mod cnn;
 pub mod folder;
+pub mod judge;
 pub mod mlp;
 pub mod rnn;
 pub mod vqvae;

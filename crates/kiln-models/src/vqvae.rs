@@ -72,7 +72,7 @@ impl VqVaeConfig {
         if !matches!(self.in_channels, 1 | 3) {
             return Err(Error::param("in_channels", self.in_channels, "1 or 3"));
         }
-        if self.image_size < 4 || self.image_size % 4 != 0 {
+        if self.image_size < 4 || !self.image_size.is_multiple_of(4) {
             return Err(Error::param(
                 "image_size",
                 self.image_size,

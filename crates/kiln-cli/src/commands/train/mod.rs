@@ -8,6 +8,7 @@
 //! Progress goes to stderr; Ctrl-C saves a checkpoint and stops (continue with `--resume`).
 
 mod cnn;
+mod judge;
 mod lm;
 mod mlp;
 mod vqvae;
@@ -62,6 +63,8 @@ enum TrainModel {
     Rnn(LmArgs),
     /// VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes) on captioned shapes or MNIST digits.
     Vqvae(vqvae::VqVaeArgs),
+    /// The shapes judge: a CNN reading each grid cell's object, for prompt fidelity.
+    Judge(judge::JudgeArgs),
 }
 
 /// Optimizers by name.
@@ -260,6 +263,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Gru(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Gru),
         TrainModel::Rnn(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::RnnTanh),
         TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
+        TrainModel::Judge(a) => judge::train_judge(a),
     }
 }
 

@@ -71,7 +71,7 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
             let seed = if train {
                 a.run.seed
             } else {
-                a.run.seed ^ 0x5641_4c49_44
+                a.run.seed ^ 0x0056_414c_4944
             };
             let p = ShapesParams {
                 n,
