@@ -12,6 +12,8 @@
 //!   scikit-learn's parameters and defaults.
 //! * [`idx`]: IDX image and label files (plain or gzip), MNIST.
 //! * [`text`]: plain-text corpora and a character vocabulary for language models.
+//! * [`shapes`]: the procedural, seeded, captioned shapes pictures (text to image), with a
+//!   word vocabulary and held-out combinations; [`captioned_digits`]: MNIST with captions.
 //!
 //! ```
 //! use kiln_data::{builtin, parse_csv, CsvOptions, TaskHint};
@@ -38,8 +40,10 @@
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod captioned_digits;
 pub mod error;
 pub mod idx;
+pub mod shapes;
 pub mod synthetic;
 mod table;
 pub mod text;

@@ -11,6 +11,8 @@
 //! * [`gpt2`]: GPT-2 with Hugging Face names, KV-cached generation, HF folder loading.
 //! * [`tokenizer`]: GPT-2's byte-level BPE tokenizer.
 //! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
+//! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
+//! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
 //! ```
@@ -28,7 +30,9 @@
 pub mod cnn;
 pub mod folder;
 pub mod gpt2;
+pub mod judge;
 pub mod mlp;
 pub mod rnn;
 pub mod tokenizer;
 pub mod tokenizer_train;
+pub mod vqvae;

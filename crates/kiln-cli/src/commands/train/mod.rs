@@ -9,8 +9,10 @@
 
 mod cnn;
 mod gpt;
+mod judge;
 mod lm;
 mod mlp;
+mod vqvae;
 
 use cnn::CnnArgs;
 use gpt::GptArgs;
@@ -64,6 +66,10 @@ enum TrainModel {
     /// GPT-2 language model on a text file, from scratch or fine-tuned (`--init-from`); writes
     /// a Hugging Face GPT-2 folder.
     Gpt(GptArgs),
+    /// VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes) on captioned shapes or MNIST digits.
+    Vqvae(vqvae::VqVaeArgs),
+    /// The shapes judge: a CNN reading each grid cell's object, for prompt fidelity.
+    Judge(judge::JudgeArgs),
 }
 
 /// Optimizers by name.
@@ -260,6 +266,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Gru(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::Gru),
         TrainModel::Rnn(a) => lm::train_lm(a, kiln_nn::rnn::CellKind::RnnTanh),
         TrainModel::Gpt(a) => gpt::train_gpt(a),
+        TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
+        TrainModel::Judge(a) => judge::train_judge(a),
     }
 }
 

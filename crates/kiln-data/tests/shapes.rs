@@ -1,0 +1,238 @@
+//! The captioned shapes dataset: determinism, held-out combinations, captions against ground
+//! truth, the vocabulary, captioned digits.
+
+use kiln_data::captioned_digits::{
+    caption_digit, captioned, digits_vocabulary, parse_digit_prompt, to_rgb32,
+};
+use kiln_data::idx::Mnist;
+use kiln_data::shapes::*;
+
+fn params(n: usize) -> ShapesParams {
+    ShapesParams {
+        n,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn same_seed_same_pictures_other_seed_other_pictures() {
+    let a = generate(&params(50), 3).unwrap();
+    let b = generate(&params(50), 3).unwrap();
+    let c = generate(&params(50), 4).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a
+        .iter()
+        .all(|s| s.image.len() == IMAGE_SIZE * IMAGE_SIZE * 3));
+}
+
+#[test]
+fn held_out_combinations_never_appear_in_training() {
+    let samples = generate(&params(5000), 11).unwrap();
+    let mut seen_pairs = std::collections::HashSet::new();
+    for s in &samples {
+        for o in &s.objects {
+            assert!(!is_held_out(o), "{o:?} in {:?}", s.caption);
+            assert!(!HELD_OUT_SHAPE_COLOUR.contains(&(o.shape, o.colour)));
+            assert!(!HELD_OUT_SHAPE_CELL.contains(&(o.shape, o.cell)));
+            seen_pairs.insert((o.shape, o.colour));
+        }
+    }
+    // asked for, the held-out combinations are drawn too (for the judge)
+    let all = generate(
+        &ShapesParams {
+            n: 3000,
+            include_held_out: true,
+            ..Default::default()
+        },
+        11,
+    )
+    .unwrap();
+    assert!(
+        all.iter()
+            .flat_map(|s| &s.objects)
+            .filter(|o| is_held_out(o))
+            .count()
+            > 100
+    );
+    // everything else does appear: 4 shapes × 6 colours − 4 held out
+    assert_eq!(seen_pairs.len(), 20);
+    let held = held_out_prompts();
+    assert_eq!(held.len(), 32);
+    for p in &held {
+        assert_eq!(p.objects.len(), 1);
+        let o = p.objects[0];
+        let obj = ShapeObject {
+            shape: o.shape,
+            colour: o.colour,
+            size: o.size.unwrap(),
+            cell: o.cell.unwrap(),
+        };
+        assert!(is_held_out(&obj), "{}", p.text);
+        // no training caption is a held-out prompt
+        assert!(samples.iter().all(|s| s.caption != p.text));
+    }
+}
+
+#[test]
+fn captions_state_the_ground_truth() {
+    let samples = generate(&params(2000), 5).unwrap();
+    let t = cell_targets(&samples[0].objects);
+    let o = samples[0].objects[0];
+    assert_eq!(
+        t[o.cell.index()],
+        [
+            1,
+            o.shape.index() as u32,
+            o.colour.index() as u32,
+            o.size.index() as u32
+        ]
+    );
+    assert_eq!(
+        t.iter().filter(|c| c[0] == 1).count(),
+        samples[0].objects.len()
+    );
+    let mut two = 0;
+    let mut texts = std::collections::HashSet::new();
+    for s in &samples {
+        assert_eq!(s.caption, s.prompt.text);
+        assert_eq!(s.objects.len(), s.prompt.objects.len());
+        for (spec, o) in s.prompt.objects.iter().zip(&s.objects) {
+            assert!(spec.matches(o), "{spec:?} vs {o:?}");
+        }
+        // the caption parses back to what it states
+        assert_eq!(parse_prompt(&s.caption).unwrap(), s.prompt, "{}", s.caption);
+        if s.objects.len() == 2 {
+            two += 1;
+            assert_ne!(s.objects[0].cell, s.objects[1].cell);
+        }
+        let words: Vec<String> = Vocabulary::split(&s.caption);
+        texts.insert(words[0].clone());
+    }
+    // about 30% two-object pictures, and several templates in use
+    assert!((450..750).contains(&two), "{two}");
+    assert!(texts.len() >= 4, "{texts:?}");
+}
+
+#[test]
+fn pixels_follow_the_ground_truth() {
+    // each object's colour is near its cell's centre (a small object moves by at most one
+    // pixel); an empty cell's centre is the background
+    for s in generate(&params(300), 9).unwrap() {
+        let cells = s.cells();
+        for cell in Cell::all() {
+            let (x, y) = cell.centre();
+            let want = match cells[cell.index()] {
+                Some(o) => o.colour.rgb(),
+                None => s.background.rgb(),
+            };
+            let best = (-1i32..=1)
+                .flat_map(|dy| (-1i32..=1).map(move |dx| (dx, dy)))
+                .map(|(dx, dy)| {
+                    let i =
+                        (((y as i32 + dy) as usize) * IMAGE_SIZE + (x as i32 + dx) as usize) * 3;
+                    let px = &s.image[i..i + 3];
+                    px.iter()
+                        .zip(want)
+                        .map(|(&a, b)| (a as i32 - b as i32).abs())
+                        .sum::<i32>()
+                })
+                .min()
+                .unwrap();
+            assert!(
+                best < 30,
+                "{} at {}: {want:?} not found",
+                s.caption,
+                cell.name()
+            );
+        }
+    }
+    // a large object covers more pixels than a small one
+    let count = |size| {
+        let o = ShapeObject {
+            shape: ShapeKind::Circle,
+            colour: Colour::Red,
+            size,
+            cell: Cell(4),
+        };
+        let img = render(&[o], Background::Black, &mut kiln_core::rng(0));
+        img.chunks(3).filter(|p| p[0] > 100).count()
+    };
+    assert!(count(Size::Large) > 2 * count(Size::Small));
+}
+
+#[test]
+fn render_prompt_fills_open_attributes_and_matches() {
+    let p = parse_prompt("a blue square and a yellow triangle").unwrap();
+    assert_eq!(p.objects[0].size, None);
+    let s = render_prompt(&p, 1).unwrap();
+    assert_eq!(s, render_prompt(&p, 1).unwrap());
+    assert!(p.objects.iter().zip(&s.objects).all(|(a, o)| a.matches(o)));
+    let clash = parse_prompt("a red circle in the center and a blue star in the center").unwrap();
+    let e = render_prompt(&clash, 0).unwrap_err().to_string();
+    assert!(e.contains("two objects in the center"), "{e}");
+}
+
+#[test]
+fn vocabulary_errors_name_unknown_words_and_list_the_vocabulary() {
+    let v = Vocabulary::shapes();
+    let e = v
+        .encode("a plaid circle in the attic")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"plaid\", \"attic\""), "{e}");
+    assert!(
+        e.contains("the vocabulary is:") && e.contains("triangle"),
+        "{e}"
+    );
+    assert!(v.encode("   ").unwrap_err().to_string().contains("empty"));
+    let ids = v.encode("Top left: a Red circle, small.").unwrap();
+    assert_eq!(v.decode(&ids), "top left : a red circle , small");
+    assert!(v.encode_padded("a red circle", 2).is_err());
+    assert_eq!(v.encode_padded("a red circle", 5).unwrap()[3..], [0, 0]);
+    let e = parse_prompt("a red").unwrap_err().to_string();
+    assert!(e.contains("does not name a colour and a shape"), "{e}");
+    let e = parse_prompt("a red circle in the top center")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"top center\" is not a position"), "{e}");
+    assert!(ShapesParams {
+        two_object_fraction: 1.5,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string()
+    .contains("two_object_fraction"));
+}
+
+#[test]
+fn captioned_digits() {
+    for d in 0..10u8 {
+        for t in 0..4 {
+            let c = caption_digit(d, t);
+            assert_eq!(parse_digit_prompt(&c).unwrap(), d, "{c}");
+            digits_vocabulary().encode(&c).unwrap();
+        }
+    }
+    assert_eq!(caption_digit(3, 0), "a handwritten three");
+    assert_eq!(caption_digit(3, 1), "the digit 3");
+    assert!(parse_digit_prompt("the digit 3 and seven").is_err());
+    assert!(parse_digit_prompt("a handwritten")
+        .unwrap_err()
+        .to_string()
+        .contains("names no digit"));
+    let m = Mnist {
+        images: vec![0; 3 * 4],
+        labels: vec![1, 2, 3],
+        rows: 2,
+        cols: 2,
+    };
+    let a = captioned(&m, 1);
+    assert_eq!(a, captioned(&m, 1));
+    assert_eq!(a.iter().map(|c| c.digit).collect::<Vec<_>>(), [1, 2, 3]);
+    let img = to_rgb32(&[10, 20, 30, 40], 2, 2).unwrap();
+    assert_eq!(img.len(), 32 * 32 * 3);
+    assert_eq!(&img[(15 * 32 + 15) * 3..(15 * 32 + 16) * 3], &[10, 10, 10]);
+    assert!(to_rgb32(&[1, 2, 3], 2, 2).is_err());
+}
