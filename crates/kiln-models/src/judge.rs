@@ -18,7 +18,8 @@
 //! Legend: B batch, C channels, N = 9 cells, A = 4 attributes.
 
 use candle_core::{DType, Tensor, D};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+use kiln_nn::layers::Conv2d;
 use kiln_nn::layers::{self, Mode};
 use kiln_nn::ops::{self, Pool2d};
 use kiln_nn::{Error, EvalSums, Result, TrainStep};

@@ -23,7 +23,8 @@
 //! G = S/4 grid side, N = B·G·G code vectors.
 
 use candle_core::{DType, Device, Tensor, Var, D as Dim};
-use candle_nn::{Conv2d, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+use kiln_nn::layers::Conv2d;
 use kiln_nn::layers::{self, Mode};
 use kiln_nn::{loss, Error, EvalSums, Result, TrainStep};
 use rand::Rng as _;
