@@ -314,17 +314,27 @@ async fn the_embedded_default_gpt_serves_and_matches_the_library() {
 }
 
 #[test]
-fn unknown_kinds_list_gpt2() {
+fn unknown_kinds_list_gpt2_and_broken_gpt_folders_are_errors() {
     let t = tempfile::tempdir().unwrap();
-    std::fs::write(
-        t.path().join("config.json"),
-        r#"{"kind": "nonsense", "version": 1}"#,
-    )
-    .unwrap();
-    if let Err(e) = Registry::new().add_folder(t.path()) {
-        let m = e.to_string();
-        assert!(m.contains("gpt2") || m.contains("config.json"), "{m}");
-    } else {
+    let meta = kiln_core::folder::ModelMeta {
+        features: vec![],
+        target: "y".into(),
+        classes: None,
+        preprocessing: None,
+    };
+    let vars = kiln_nn::init::SeededVarMap::new(0);
+    kiln_models::folder::save(t.path(), "nonsense", &meta, json!({}), vars.var_map()).unwrap();
+    let Err(e) = Registry::new().add_folder(t.path()) else {
         panic!("a folder of an unknown kind loads");
-    }
+    };
+    let m = e.to_string();
+    assert!(m.contains("cannot be served") && m.contains("gpt2"), "{m}");
+    // A GPT-2 config without weights: an error naming what is missing.
+    let g = tempfile::tempdir().unwrap();
+    save_tiny_gpt(g.path());
+    std::fs::remove_file(g.path().join("model.safetensors")).unwrap();
+    let Err(e) = Registry::new().add_folder(g.path()) else {
+        panic!("a GPT-2 folder without weights loads");
+    };
+    assert!(e.to_string().contains("model.safetensors"), "{e}");
 }
