@@ -36,6 +36,7 @@ mod api;
 pub mod charlm;
 pub mod error;
 mod gate;
+pub mod gpt;
 pub mod image;
 pub mod metrics;
 pub mod predict;

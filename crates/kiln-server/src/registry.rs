@@ -7,6 +7,7 @@ use kiln_core::folder::ModelFolder;
 
 use crate::charlm::{CharLmGenerator, CHAR_LM_KIND};
 use crate::error::LoadError;
+use crate::gpt::{GptGenerator, GPT2_KIND};
 use crate::image::ImageGenerator;
 use crate::predict::{self, Predictor};
 use crate::text::TextGenerator;
@@ -108,21 +109,26 @@ fn model_dir(dir: &Path) -> PathBuf {
     }
 }
 
-/// Load any servable model folder, dispatching on its kind; returns its id and the model.
+/// Load any servable model folder, dispatching on its kind (a Hugging Face GPT-2 folder is
+/// recognised by its `config.json`); returns its id and the model.
 pub fn load_folder(dir: &Path) -> Result<(String, Model), LoadError> {
     let folder = model_dir(dir);
-    let config = ModelFolder::read_config(&folder)?;
     let id = dir
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
+    // Hugging Face GPT-2 folders (and `kiln train gpt` runs) have no kiln `kind`.
+    if kiln_models::gpt2::load::is_hf_gpt2(&folder) {
+        return Ok((id, Model::Text(Arc::new(GptGenerator::load(&folder)?))));
+    }
+    let config = ModelFolder::read_config(&folder)?;
     let model = if config.kind == CHAR_LM_KIND {
         Model::Text(Arc::new(CharLmGenerator::load(&folder)?))
     } else if predict::is_predictor_kind(&config.kind) {
         Model::Predict(Arc::new(predict::load(&folder, &config)?))
     } else {
-        let mut known = vec![CHAR_LM_KIND];
+        let mut known = vec![CHAR_LM_KIND, GPT2_KIND];
         known.extend(predict::known_kinds());
         return Err(LoadError::UnknownKind {
             path: folder.display().to_string(),

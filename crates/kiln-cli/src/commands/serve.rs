@@ -3,16 +3,19 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use kiln_server::{Registry, ServerConfig};
+use kiln_server::gpt::{GptGenerator, DEFAULT_GPT_ID};
+use kiln_server::{Model, Registry, ServerConfig};
 
 /// Arguments of `kiln serve`.
 #[derive(Args)]
 pub struct ServeArgs {
     /// A model folder or `kiln train` run folder to serve (repeatable); its folder name is its
-    /// id in requests.
+    /// id in requests. Without one, kiln's embedded default GPT (a small character-level GPT
+    /// trained on Shakespeare) is served as "kiln-shakespeare-gpt".
     #[arg(long = "model", value_name = "DIR")]
     models: Vec<PathBuf>,
     /// Address to listen on (loopback by default: pass 0.0.0.0 to accept other machines).
@@ -51,10 +54,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         eprintln!("model {id:?} from {}", dir.display());
     }
     if registry.is_empty() {
-        bail!(
+        let gpt = GptGenerator::embedded().context(
             "no model to serve: pass --model DIR (a model folder or a `kiln train` run folder); \
-             kiln has no embedded default text or image model yet"
-        );
+             the embedded default GPT could not be loaded",
+        )?;
+        registry.add(DEFAULT_GPT_ID, Model::Text(Arc::new(gpt)))?;
+        eprintln!("model {DEFAULT_GPT_ID:?}: the embedded default GPT (no --model given)");
     }
     let config = ServerConfig {
         api_key: a.api_key,
