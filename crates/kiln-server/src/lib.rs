@@ -17,8 +17,9 @@
 //! Models are small traits, so a new family joins with one implementation:
 //! [`TextGenerator`] (prompt → tokens, with a [`CancelFlag`]), [`ImageGenerator`]
 //! (prompt → PNGs) and [`Predictor`] (rows → predictions). [`Registry::add_folder`] loads the
-//! kinds kiln saves today: character language models and every classical or network
-//! predictor.
+//! kinds kiln saves today: GPT-2 folders (Hugging Face folders and `kiln train gpt` runs),
+//! character language models and every classical or network predictor; `kiln serve` with no
+//! model serves the embedded Shakespeare GPT.
 //!
 //! Model work runs on blocking threads, at most [`ServerConfig::max_concurrent`] at a time;
 //! up to [`ServerConfig::max_queue`] more requests wait, and further ones get 429. A streamed
