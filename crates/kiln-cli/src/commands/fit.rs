@@ -668,14 +668,12 @@ fn plot_fit<M: CliModel>(
             let Metrics::Classification(m) = m else {
                 unreachable!("classification metrics for a classifier")
             };
-            kiln_plot::confusion_matrix(
+            return super::eval::confusion_plot(
                 path,
-                &kiln_plot::ConfusionMatrixPlot {
-                    title: format!("Confusion matrix on {} test rows", y.len()),
-                    classes: classes.clone(),
-                    matrix: m.confusion_matrix,
-                },
-            )
+                &format!("Confusion matrix on {} test rows", y.len()),
+                classes,
+                &m.confusion_matrix,
+            );
         }
         (None, 1) => {
             let x: Vec<f64> = test.x.column(0).to_vec();
