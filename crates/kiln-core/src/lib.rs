@@ -40,7 +40,7 @@ pub mod traits;
 pub use dataset::{Dataset, Task};
 pub use error::{Error, Result};
 pub use folder::{ModelFolder, Persist, Tensors};
-pub use traits::{check_features, check_finite, Fit, Predict};
+pub use traits::{argmax_rows, check_features, check_finite, softmax_rows, Fit, Predict};
 
 /// The random generator used everywhere in kiln: ChaCha8, seeded explicitly.
 pub type Rng = rand_chacha::ChaCha8Rng;

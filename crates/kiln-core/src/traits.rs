@@ -66,6 +66,35 @@ pub fn check_finite(x: ArrayView2<'_, f64>) -> Result<()> {
     Ok(())
 }
 
+/// The column of the largest value of each row (the first on ties, as numpy's `argmax`), as
+/// f64 class indices: a classifier's prediction from its scores or probabilities.
+pub fn argmax_rows(scores: &ndarray::Array2<f64>) -> ndarray::Array1<f64> {
+    scores
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let mut best = 0;
+            for (j, &v) in r.iter().enumerate() {
+                if v > r[best] {
+                    best = j;
+                }
+            }
+            best as f64
+        })
+        .collect()
+}
+
+/// Softmax of each row of logits (shifted by the row maximum, so large logits don't overflow).
+pub fn softmax_rows(mut logits: ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+    for mut r in logits.rows_mut() {
+        let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        r.mapv_inplace(|v| (v - m).exp());
+        let s = r.sum();
+        r.mapv_inplace(|v| v / s);
+    }
+    logits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

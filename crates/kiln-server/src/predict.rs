@@ -305,33 +305,14 @@ impl Predict for NetModel {
         if !self.classify {
             return Ok(out.column(0).to_owned());
         }
-        Ok(out
-            .rows()
-            .into_iter()
-            .map(|r| {
-                let mut best = 0;
-                for (j, &v) in r.iter().enumerate() {
-                    if v > r[best] {
-                        best = j;
-                    }
-                }
-                best as f64
-            })
-            .collect())
+        Ok(kiln_core::argmax_rows(&out))
     }
 
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> kiln_core::Result<Option<Array2<f64>>> {
         if !self.classify {
             return Ok(None);
         }
-        let mut out = self.outputs(x)?;
-        for mut r in out.rows_mut() {
-            let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            r.mapv_inplace(|v| (v - m).exp());
-            let s = r.sum();
-            r.mapv_inplace(|v| v / s);
-        }
-        Ok(Some(out))
+        Ok(Some(kiln_core::softmax_rows(self.outputs(x)?)))
     }
 }
 

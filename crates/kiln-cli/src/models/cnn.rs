@@ -13,8 +13,9 @@ use kiln_nn::Mode;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde_json::{json, Value};
 
-use super::mlp::{argmax_rows, nn_err, softmax_rows};
+use super::mlp::nn_err;
 use super::{CliModel, ImageInput};
+use kiln_core::{argmax_rows, softmax_rows};
 
 /// The `kind` of a convolution-stack model folder.
 pub const KIND: &str = "conv_stack";

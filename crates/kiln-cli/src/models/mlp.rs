@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use kiln_core::folder::{ModelFolder, ModelMeta, Tensors};
-use kiln_core::Predict;
+use kiln_core::{argmax_rows, softmax_rows, Predict};
 use kiln_models::mlp::{Mlp, MlpConfig, MlpTask};
 use kiln_nn::Mode;
 use ndarray::{Array1, Array2, ArrayView2};
@@ -78,33 +78,6 @@ impl Predict for MlpModel {
         }
         Ok(Some(softmax_rows(self.outputs(x)?)))
     }
-}
-
-/// The column of the largest value of each row (the first on ties), as f64 class indices.
-pub fn argmax_rows(out: &Array2<f64>) -> Array1<f64> {
-    out.rows()
-        .into_iter()
-        .map(|r| {
-            let mut best = 0;
-            for (j, &v) in r.iter().enumerate() {
-                if v > r[best] {
-                    best = j;
-                }
-            }
-            best as f64
-        })
-        .collect()
-}
-
-/// Softmax of each row of logits.
-pub fn softmax_rows(mut out: Array2<f64>) -> Array2<f64> {
-    for mut r in out.rows_mut() {
-        let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        r.mapv_inplace(|v| (v - m).exp());
-        let s = r.sum();
-        r.mapv_inplace(|v| v / s);
-    }
-    out
 }
 
 impl CliModel for MlpModel {
