@@ -7,7 +7,8 @@
 //! combination), never on generated pictures, and then scores what a text-to-image model draws.
 //!
 //! * `conv1` 3→C 3×3 → ReLU → max-pool 2 (32 → 16) → `conv2` C→2C 3×3 → ReLU → max-pool 2
-//!   (→ 8) → `conv3` 2C→2C 3×3 → ReLU → flatten → `fc` → ReLU → `head` (126).
+//!   (→ 8) → `conv3` 2C→2C 3×3 → ReLU → flatten → `fc` → ReLU → `head` (126); with
+//!   `batch_norm`, a batch norm (`bn1`, `bn2`, `bn3`) between each convolution and its ReLU.
 //! * Loss: cross-entropy of presence over every cell, plus cross-entropy of shape, colour and
 //!   size over the occupied cells only.
 //!
@@ -20,7 +21,7 @@
 use candle_core::{DType, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use kiln_nn::layers::Conv2d;
-use kiln_nn::layers::{self, Mode};
+use kiln_nn::layers::{self, BatchNorm, Mode};
 use kiln_nn::ops::{self, Pool2d};
 use kiln_nn::{Error, EvalSums, Result, TrainStep};
 
@@ -39,6 +40,8 @@ pub struct JudgeConfig {
     pub channels: usize,
     /// Width of the hidden linear layer (default 256).
     pub hidden: usize,
+    /// Batch norm after each convolution (default false).
+    pub batch_norm: bool,
 }
 
 impl Default for JudgeConfig {
@@ -46,6 +49,7 @@ impl Default for JudgeConfig {
         Self {
             channels: 32,
             hidden: 256,
+            batch_norm: false,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Judge {
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Conv2d,
+    bns: Option<[BatchNorm; 3]>,
     fc: Linear,
     head: Linear,
 }
@@ -91,7 +96,17 @@ impl Judge {
     pub fn new(config: JudgeConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
         let c = config.channels;
+        let bns = if config.batch_norm {
+            Some([
+                BatchNorm::new(c, vb.pp("bn1"))?,
+                BatchNorm::new(2 * c, vb.pp("bn2"))?,
+                BatchNorm::new(2 * c, vb.pp("bn3"))?,
+            ])
+        } else {
+            None
+        };
         Ok(Self {
+            bns,
             conv1: layers::conv2d(3, c, 3, 1, 1, vb.pp("conv1"))?,
             conv2: layers::conv2d(c, 2 * c, 3, 1, 1, vb.pp("conv2"))?,
             conv3: layers::conv2d(2 * c, 2 * c, 3, 1, 1, vb.pp("conv3"))?,
@@ -106,8 +121,25 @@ impl Judge {
         &self.config
     }
 
-    /// Logits (B, 9, 14) for pictures (B, 3, 32, 32) in [0, 1].
+    /// Logits (B, 9, 14) for pictures (B, 3, 32, 32) in [0, 1] (evaluation mode).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_mode(xs, &Mode::eval())
+    }
+
+    /// Convolution `i` (0..3), its batch norm if any, ReLU.
+    fn conv(&self, i: usize, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let conv = [&self.conv1, &self.conv2, &self.conv3][i];
+        let h = layers::apply(conv, xs)?;
+        let h = match &self.bns {
+            Some(bns) => bns[i].forward(&h, mode)?,
+            None => h,
+        };
+        Ok(h.relu()?)
+    }
+
+    /// Logits (B, 9, 14) for pictures (B, 3, 32, 32) in [0, 1]; in training mode the batch
+    /// norms (if any) use and record batch statistics.
+    pub fn forward_mode(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         if xs.rank() != 4 || xs.dims()[1..] != [3, 32, 32] {
             return Err(Error::shape(format!(
                 "judge: expected pictures (batch, 3, 32, 32), got {:?}",
@@ -115,11 +147,11 @@ impl Judge {
             )));
         }
         let pool = Pool2d::square(2, 2, 0);
-        let h = layers::apply(&self.conv1, &xs.to_dtype(DType::F32)?)?.relu()?; // (B, C, 32, 32)
+        let h = self.conv(0, &xs.to_dtype(DType::F32)?, mode)?; // (B, C, 32, 32)
         let h = ops::max_pool2d(&h, pool)?; // (B, C, 16, 16)
-        let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, 2C, 16, 16)
+        let h = self.conv(1, &h, mode)?; // (B, 2C, 16, 16)
         let h = ops::max_pool2d(&h, pool)?; // (B, 2C, 8, 8)
-        let h = layers::apply(&self.conv3, &h)?.relu()?; // (B, 2C, 8, 8)
+        let h = self.conv(2, &h, mode)?; // (B, 2C, 8, 8)
         let h = layers::apply(&self.fc, &h.flatten_from(1)?)?.relu()?; // (B, hidden)
         let b = xs.dim(0)?;
         Ok(layers::apply(&self.head, &h)?.reshape((b, CELLS, PER_CELL))?) // (B, 9, 14)
@@ -191,10 +223,10 @@ impl TrainStep for Judge {
     /// Pictures (B, 3, 32, 32) in [0, 1] and targets u32 (B, 9, 4).
     type Batch = (Tensor, Tensor);
 
-    fn loss(&self, (x, y): &Self::Batch, _mode: &Mode) -> Result<Tensor> {
+    fn loss(&self, (x, y): &Self::Batch, mode: &Mode) -> Result<Tensor> {
         let b = x.dim(0)?;
         let y = self.check_targets(y, b)?.reshape((b * CELLS, 4))?; // (B·9, 4)
-        let logits = self.forward(x)?.reshape((b * CELLS, PER_CELL))?; // (B·9, 14)
+        let logits = self.forward_mode(x, mode)?.reshape((b * CELLS, PER_CELL))?; // (B·9, 14)
         let present = y.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?; // (B·9)
         let mut total = masked_ce(&logits.narrow(1, 0, 2)?, &present, None)?;
         let mut off = 2;

@@ -34,6 +34,7 @@ fn tiny() -> JudgeConfig {
     JudgeConfig {
         channels: 8,
         hidden: 32,
+        ..Default::default()
     }
 }
 
@@ -156,6 +157,7 @@ fn bad_input_is_a_clear_error() {
         JudgeConfig {
             channels: 0,
             hidden: 4,
+            ..Default::default()
         },
         vars.var_builder(),
     )

@@ -29,6 +29,9 @@ pub(super) struct JudgeArgs {
     /// Width of the hidden linear layer.
     #[arg(long, value_name = "N", default_value_t = 256)]
     hidden: usize,
+    /// Batch norm after each convolution.
+    #[arg(long)]
+    batch_norm: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -57,6 +60,7 @@ pub(super) fn train_judge(a: JudgeArgs) -> Result<()> {
     let jc = JudgeConfig {
         channels: a.channels,
         hidden: a.hidden,
+        batch_norm: a.batch_norm,
     };
     jc.validate().context("invalid judge settings")?;
     if a.train_size == 0 || a.val_size == 0 {
