@@ -46,6 +46,30 @@ pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>
         )
         .into());
     }
+    Ok((config, var_builder(&tensors)?))
+}
+
+/// A folder's two files as bytes (a model embedded in the binary with `include_bytes!`):
+/// check `config.json` names a `kind` model and return its config and a `VarBuilder` over
+/// the tensors of `model.safetensors`.
+pub fn from_bytes(
+    config_json: &[u8],
+    tensors: &[u8],
+    kind: &str,
+) -> Result<(FolderConfig, VarBuilder<'static>)> {
+    let config: FolderConfig = serde_json::from_slice(config_json)
+        .map_err(|e| Error::shape(format!("embedded config.json: {e}")))?;
+    if config.kind != kind {
+        return Err(Error::shape(format!(
+            "embedded config.json holds a {:?} model, expected {kind:?}",
+            config.kind
+        )));
+    }
+    Ok((config, var_builder(&Tensors::from_bytes(tensors)?)?))
+}
+
+/// A `VarBuilder` (f32, CPU) over a folder's tensors.
+fn var_builder(tensors: &Tensors) -> Result<VarBuilder<'static>> {
     let mut map = HashMap::new();
     for name in tensors.names() {
         let t = tensors.get(name)?;
@@ -59,8 +83,9 @@ pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>
             Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?,
         );
     }
-    Ok((
-        config,
-        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    Ok(VarBuilder::from_tensors(
+        map,
+        candle_core::DType::F32,
+        &Device::Cpu,
     ))
 }

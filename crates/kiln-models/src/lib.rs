@@ -13,6 +13,8 @@
 //! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
 //! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
 //! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
+//! * [`image_eval`]: the prompt-fidelity benchmark of text-to-image models (judges, prompt
+//!   sets, scoring, reports).
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
 //! ```
@@ -30,6 +32,7 @@
 pub mod cnn;
 pub mod folder;
 pub mod gpt2;
+pub mod image_eval;
 pub mod judge;
 pub mod mlp;
 pub mod rnn;

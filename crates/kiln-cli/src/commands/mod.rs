@@ -2,6 +2,7 @@
 
 pub mod datasets;
 pub mod eval;
+pub mod eval_image;
 pub mod fit;
 pub mod generate;
 pub mod predict;
