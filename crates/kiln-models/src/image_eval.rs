@@ -481,7 +481,7 @@ fn assign(
     specs: &[ObjectSpec],
     cells: &[CellReading; CELLS],
     j: usize,
-    choice: &mut Vec<Option<usize>>,
+    choice: &mut [Option<usize>],
     best: &mut (isize, Vec<Option<usize>>),
 ) {
     if j == open.len() {
@@ -491,7 +491,7 @@ fn assign(
             .map(|(&k, c)| c.map_or(0, |i| 10 + agreement(&specs[k], &cells[i]) as isize))
             .sum();
         if score > best.0 {
-            *best = (score, choice.clone());
+            *best = (score, choice.to_vec());
         }
         return;
     }

@@ -166,3 +166,43 @@ fn bad_input_is_a_clear_error() {
     .to_string();
     assert!(e.contains("channels"), "{e}");
 }
+
+#[test]
+fn a_batch_norm_judge_records_statistics_and_reloads() {
+    let vars = SeededVarMap::new(4);
+    let cfg = JudgeConfig {
+        batch_norm: true,
+        ..tiny()
+    };
+    let j = Judge::new(cfg.clone(), vars.var_builder()).unwrap();
+    let (x, y) = data(16, 5);
+    let diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    // evaluation leaves the running statistics alone; a training-mode loss updates them
+    let before = j.forward(&x).unwrap();
+    assert_eq!(diff(&before, &j.forward(&x).unwrap()), 0.0);
+    j.loss(&(x.clone(), y), &Mode::train(0)).unwrap();
+    let after = j.forward(&x).unwrap();
+    assert!(diff(&before, &after) > 0.0);
+    // the statistics travel with the model folder
+    let dir = tempfile::tempdir().unwrap();
+    let meta = kiln_core::folder::ModelMeta {
+        features: Vec::new(),
+        target: "cells".into(),
+        classes: None,
+        preprocessing: None,
+    };
+    let model = serde_json::to_value(&cfg).unwrap();
+    kiln_models::folder::save(dir.path(), "shapes_judge", &meta, model, vars.var_map()).unwrap();
+    let (c, vb) = kiln_models::folder::load(dir.path(), "shapes_judge").unwrap();
+    let j2 = Judge::new(serde_json::from_value(c.model).unwrap(), vb).unwrap();
+    assert_eq!(diff(&after, &j2.forward(&x).unwrap()), 0.0);
+}
