@@ -19,7 +19,10 @@ fn ids(n: usize, v: usize) -> Vec<u32> {
 }
 
 fn logits(m: &Gpt2, ids: &[u32]) -> Vec<f32> {
-    let x = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let x = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     m.forward(&x, None, None)
         .unwrap()
         .flatten_all()
@@ -29,7 +32,10 @@ fn logits(m: &Gpt2, ids: &[u32]) -> Vec<f32> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -46,7 +52,10 @@ fn reduced_precision_logits_stay_close_to_f32() {
         assert_eq!(m.weight_dtype(), dtype);
         let d = max_diff(&reference, &logits(&m, &x));
         assert!(d > 0.0, "{dtype}: identical to f32, so nothing was packed");
-        assert!(d <= tol * spread, "{dtype}: max |Δlogit| {d} > {tol} × {spread}");
+        assert!(
+            d <= tol * spread,
+            "{dtype}: max |Δlogit| {d} > {tol} × {spread}"
+        );
         assert!(m.weight_bytes() < f32_model.weight_bytes());
     }
 }
@@ -83,7 +92,14 @@ fn greedy_generation_runs_in_every_dtype_and_packing_twice_changes_nothing() {
     let mut outs = Vec::new();
     for dtype in [WeightDtype::F32, WeightDtype::Bf16, WeightDtype::Q8] {
         let m = model(dtype);
-        let out = gpt2::generate(&m, &[prompt.clone()], &cfg, None, &mut |_, _| Ok(())).unwrap();
+        let out = gpt2::generate(
+            &m,
+            std::slice::from_ref(&prompt),
+            &cfg,
+            None,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
         assert_eq!(out.tokens[0].len(), 20);
         outs.push(out.tokens[0].clone());
     }
@@ -99,5 +115,8 @@ fn greedy_generation_runs_in_every_dtype_and_packing_twice_changes_nothing() {
 #[test]
 fn a_bad_dtype_name_is_an_error_naming_the_choices() {
     let e = "fp8".parse::<WeightDtype>().unwrap_err().to_string();
-    assert!(e.contains("fp8") && e.contains("one of f32, bf16, q8"), "{e}");
+    assert!(
+        e.contains("fp8") && e.contains("one of f32, bf16, q8"),
+        "{e}"
+    );
 }

@@ -172,7 +172,11 @@ fn saved_folder_loads_with_the_same_logits_and_trains_on() {
     // trained one candle's ops: equal up to float rounding.
     let (a, b) = (logits(&loaded, &x), logits(&model, &x));
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
     assert!(d < 1e-5, "loaded vs trained logits differ by {d}");
     assert_eq!(ltok.encode("cab").unwrap(), [2, 0, 1]);
     assert_eq!(ltok.decode(&[2, 0, 1]).unwrap(), "cab");
