@@ -1,19 +1,20 @@
 //! Decode and prefill speed of kiln's GPT-2 on a Hugging Face folder (used by
 //! `bench/gpt_decode.py`; prints one JSON line).
 //!
-//! `cargo run --release -p kiln-models --example gpt_decode -- DIR [prompt_len] [new] [prefill_len]`
+//! `cargo run --release -p kiln-models --example gpt_decode -- DIR [prompt_len] [new] [prefill_len] [f32|bf16|q8]`
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use kiln_models::gpt2::{self, load, GenerationConfig};
+use kiln_models::gpt2::{self, load, GenerationConfig, WeightDtype};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: gpt_decode DIR")?);
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (prompt_len, new, prefill_len) = (arg(2, 16), arg(3, 128), arg(4, 512));
-    let (model, cfg, _, _) = load::load_folder(&dir)?;
+    let dtype: WeightDtype = args.get(5).map_or(Ok(WeightDtype::F32), |s| s.parse())?;
+    let (model, cfg, _, _) = load::load_folder_with_dtype(&dir, dtype)?;
     let v = cfg.vocab_size as u32;
     let ids = |n: usize| {
         (0..n as u32)
@@ -60,7 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prefill = prefill.min(t.elapsed().as_secs_f64());
     }
     println!(
-        "{{\"decode_tokens\": {tokens}, \"decode_s\": {decode}, \"prefill_tokens\": {prefill_len}, \"prefill_s\": {prefill}}}"
+        "{{\"dtype\": \"{dtype}\", \"weight_bytes\": {}, \"decode_tokens\": {tokens}, \"decode_s\": {decode}, \"prefill_tokens\": {prefill_len}, \"prefill_s\": {prefill}}}",
+        model.weight_bytes()
     );
     Ok(())
 }

@@ -168,7 +168,16 @@ fn saved_folder_loads_with_the_same_logits_and_trains_on() {
     let x = ids(&f["input_ids"]);
     let (loaded, lcfg, ltok, _) = gpt2::load::load_folder(&out).unwrap();
     assert_eq!(lcfg, cfg);
-    assert_eq!(logits(&loaded, &x), logits(&model, &x));
+    // The loaded (inference) model runs kiln's decode kernels and vectorised gelu_new, the
+    // trained one candle's ops: equal up to float rounding.
+    let (a, b) = (logits(&loaded, &x), logits(&model, &x));
+    assert_eq!(a.len(), b.len());
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-5, "loaded vs trained logits differ by {d}");
     assert_eq!(ltok.encode("cab").unwrap(), [2, 0, 1]);
     assert_eq!(ltok.decode(&[2, 0, 1]).unwrap(), "cab");
 

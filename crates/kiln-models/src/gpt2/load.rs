@@ -150,21 +150,167 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     ))
 }
 
+/// One tensor's entry in a safetensors header.
+#[derive(serde::Deserialize)]
+struct Entry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+/// The tensors listed in the header of the safetensors file `path` (name → entry) and the
+/// byte offset where their data starts.
+fn read_header(file: &mut std::fs::File, path: &Path) -> Result<(HashMap<String, Entry>, u64)> {
+    use std::io::Read as _;
+    let bad = |m: String| folder_err(path, format!("cannot read safetensors: {m}"));
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| bad(format!("no header ({e})")))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 || 8 + n > file_len {
+        return Err(bad(format!(
+            "header of {n} bytes in a file of {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let raw: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, v) in raw {
+        if name == "__metadata__" {
+            continue;
+        }
+        let e: Entry =
+            serde_json::from_value(v).map_err(|e| bad(format!("header entry {name:?}: {e}")))?;
+        let [a, b] = e.data_offsets;
+        if a > b || 8 + n + b as u64 > file_len {
+            return Err(bad(format!(
+                "tensor {name} spans bytes {a}..{b}, past the end of the file"
+            )));
+        }
+        out.insert(name, e);
+    }
+    Ok((out, 8 + n))
+}
+
+/// Read one tensor's bytes straight into an f32 buffer (converting f16, bf16, f64), a chunk
+/// at a time: no memory map and no second full-size copy.
+fn read_f32(
+    file: &mut std::fs::File,
+    path: &Path,
+    name: &str,
+    e: &Entry,
+    data_start: u64,
+) -> Result<Vec<f32>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let count: usize = e.shape.iter().product();
+    let width = match e.dtype.as_str() {
+        "F32" => 4,
+        "F16" | "BF16" => 2,
+        "F64" => 8,
+        other => {
+            return Err(folder_err(
+                path,
+                format!("tensor {name} has dtype {other}, expected a float type"),
+            ))
+        }
+    };
+    let [a, b] = e.data_offsets;
+    if b - a != count * width {
+        return Err(folder_err(
+            path,
+            format!(
+                "tensor {name}: {} bytes of data for shape {:?} in {}",
+                b - a,
+                e.shape,
+                e.dtype
+            ),
+        ));
+    }
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    file.seek(SeekFrom::Start(data_start + a as u64))
+        .map_err(io)?;
+    let mut out = Vec::with_capacity(count);
+    let mut buf = vec![0u8; (1 << 20) * width];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(1 << 20);
+        let chunk = &mut buf[..n * width];
+        file.read_exact(chunk).map_err(io)?;
+        match e.dtype.as_str() {
+            "F32" => out.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            "BF16" => out.extend(
+                chunk
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)),
+            ),
+            "F16" => out.extend(
+                chunk
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+            ),
+            _ => out.extend(chunk.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            })),
+        }
+        left -= n;
+    }
+    Ok(out)
+}
+
+/// IEEE half → f32.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // subnormal: man · 2^-24
+            let v = man as f32 * f32::from_bits(0x3380_0000);
+            return if sign != 0 { -v } else { v };
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
 /// Read the weights of `dir` for `cfg`: names without `transformer.`, f32, every expected
-/// tensor present with its expected shape.
+/// tensor present with its expected shape. Each tensor is read from the file straight into
+/// its own f32 buffer (peak memory: the weights plus a few MiB).
 pub fn load_tensors(dir: &Path, cfg: &Gpt2Config) -> Result<HashMap<String, Tensor>> {
     let files = weight_files(dir)?;
-    let mut all: HashMap<String, (Tensor, PathBuf)> = HashMap::new();
-    for f in &files {
-        let tensors = candle_core::safetensors::load(f, &Device::Cpu)
-            .map_err(|e| folder_err(f, format!("cannot read safetensors: {e}")))?;
-        for (name, t) in tensors {
+    // name without prefix → (file index, entry)
+    let mut all: HashMap<String, (usize, Entry)> = HashMap::new();
+    let mut handles = Vec::new();
+    for (fi, f) in files.iter().enumerate() {
+        let mut file = std::fs::File::open(f).map_err(|source| Error::Io {
+            path: f.clone(),
+            source,
+        })?;
+        let (entries, start) = read_header(&mut file, f)?;
+        for (name, e) in entries {
             let short = name
                 .strip_prefix("transformer.")
                 .unwrap_or(&name)
                 .to_string();
-            all.insert(short, (t, f.clone()));
+            all.insert(short, (fi, e));
         }
+        handles.push((file, start));
     }
     let what = if files.len() == 1 {
         files[0].display().to_string()
@@ -173,7 +319,7 @@ pub fn load_tensors(dir: &Path, cfg: &Gpt2Config) -> Result<HashMap<String, Tens
     };
     let mut out = HashMap::new();
     for (name, shape) in expected_tensors(cfg) {
-        let Some((t, file)) = all.remove(&name) else {
+        let Some((fi, e)) = all.remove(&name) else {
             return Err(folder_err(
                 Path::new(&what),
                 format!(
@@ -183,25 +329,19 @@ pub fn load_tensors(dir: &Path, cfg: &Gpt2Config) -> Result<HashMap<String, Tens
                 ),
             ));
         };
-        if t.dims() != shape.as_slice() {
+        let file = &files[fi];
+        if e.shape != shape {
             return Err(folder_err(
-                &file,
+                file,
                 format!(
                     "tensor {name} has shape {:?}, expected {shape:?} from config.json",
-                    t.dims()
+                    e.shape
                 ),
             ));
         }
-        let t = match t.dtype() {
-            DType::F32 | DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
-            other => {
-                return Err(folder_err(
-                    &file,
-                    format!("tensor {name} has dtype {other:?}, expected a float type"),
-                ))
-            }
-        };
-        out.insert(name, t);
+        let (handle, start) = &mut handles[fi];
+        let values = read_f32(handle, file, &name, &e, *start)?;
+        out.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
     }
     Ok(out)
 }
@@ -260,4 +400,14 @@ pub fn load_folder(dir: &Path) -> Result<(Gpt2, Gpt2Config, Tokenizer, Generatio
     let model = Gpt2::new(&cfg, vb)?;
     let generation = load_generation_config(dir, &cfg)?;
     Ok((model, cfg, tokenizer, generation))
+}
+
+/// [`load_folder`], then the weight matrices packed in `dtype` for inference
+/// ([`Gpt2::with_weight_dtype`]; f32 leaves the model as loaded).
+pub fn load_folder_with_dtype(
+    dir: &Path,
+    dtype: super::quant::WeightDtype,
+) -> Result<(Gpt2, Gpt2Config, Tokenizer, GenerationConfig)> {
+    let (model, cfg, tok, generation) = load_folder(dir)?;
+    Ok((model.with_weight_dtype(dtype)?, cfg, tok, generation))
 }

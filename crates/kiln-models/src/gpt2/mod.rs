@@ -19,9 +19,11 @@ pub mod embedded;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod quant;
 pub mod save;
 pub mod train;
 
 pub use config::Gpt2Config;
 pub use generate::{generate, GenerationConfig, GenerationOutput};
 pub use model::{Gpt2, KvCache};
+pub use quant::WeightDtype;

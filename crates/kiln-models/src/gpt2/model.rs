@@ -19,13 +19,15 @@ use kiln_nn::layers::{Dropout, LayerNorm, Mode};
 use kiln_nn::{loss, ops, Error, EvalSums, Result, TrainStep};
 
 use super::config::{Gpt2Activation, Gpt2Config};
+use super::quant::{self, Matrix, WeightDtype, SMALL_M};
 
 /// The additive mask value for positions a query may not see (PyTorch's `finfo(f32).min`).
 const MASKED: f32 = f32::MIN;
 
-/// Hugging Face's `Conv1D`: weight (in, out), bias (out); `y = x·W + b`.
+/// Hugging Face's `Conv1D`: weight (in, out), bias (out); `y = x·W + b`. For inference the
+/// weight may be packed in bf16 or int8 ([`Gpt2::with_weight_dtype`]).
 pub struct Conv1D {
-    weight: Tensor,
+    weight: Matrix,
     bias: Tensor,
 }
 
@@ -41,12 +43,24 @@ impl Conv1D {
             },
         )?;
         let bias = vb.get_with_hints(d_out, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight: Matrix::F32(weight),
+            bias,
+        })
     }
 
-    /// (..., in) → (..., out).
+    fn pack(&mut self, dtype: WeightDtype) -> Result<()> {
+        self.weight = self.weight.pack(dtype, true)?;
+        Ok(())
+    }
+
+    /// (..., in) → (..., out). A few rows (decoding) of a loaded f32 or packed weight go
+    /// through kiln's matrix-vector kernels ([`quant`]); the rest through candle's matmul.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let d_in = self.weight.dim(0)?;
+        let (d_in, d_out) = match &self.weight {
+            Matrix::F32(w) => w.dims2()?,
+            Matrix::Packed(p) => (p.cols(), p.rows()),
+        };
         let mut out_dims = xs.dims().to_vec();
         if out_dims.last() != Some(&d_in) {
             return Err(Error::shape(format!(
@@ -55,12 +69,18 @@ impl Conv1D {
             )));
         }
         let rows = xs.elem_count() / d_in;
-        let y = xs
-            .reshape((rows, d_in))? // (N, in)
-            .matmul(&self.weight)? // (N, in)·(in, out) = (N, out)
-            .broadcast_add(&self.bias)?;
+        let x = xs.reshape((rows, d_in))?; // (N, in)
+        let y = match &self.weight {
+            Matrix::F32(w) if rows <= SMALL_M && quant::fast_path(&x, w) => {
+                quant::matmul_in_out(&x, w, Some(&self.bias))? // (N, out)
+            }
+            Matrix::F32(w) => x
+                .matmul(w)? // (N, in)·(in, out) = (N, out)
+                .broadcast_add(&self.bias)?,
+            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?, // (N, out)
+        };
         if let Some(last) = out_dims.last_mut() {
-            *last = self.weight.dim(1)?;
+            *last = d_out;
         }
         Ok(y.reshape(out_dims)?)
     }
@@ -239,7 +259,7 @@ impl Mlp {
     fn forward(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         let hid = self.c_fc.forward(xs)?; // (B, T, F)
         let hid = match self.act {
-            Gpt2Activation::GeluTanh => hid.gelu()?,
+            Gpt2Activation::GeluTanh => quant::gelu_new(&hid)?,
             Gpt2Activation::GeluErf => hid.gelu_erf()?,
             Gpt2Activation::Relu => hid.relu()?,
             Gpt2Activation::Silu => hid.silu()?,
@@ -284,16 +304,41 @@ impl Block {
     }
 }
 
+impl Block {
+    /// Pack the four weight matrices in `dtype` (inference only).
+    fn pack(&mut self, dtype: WeightDtype) -> Result<()> {
+        self.attn.c_attn.pack(dtype)?;
+        self.attn.c_proj.pack(dtype)?;
+        self.mlp.c_fc.pack(dtype)?;
+        self.mlp.c_proj.pack(dtype)
+    }
+
+    fn weight_bytes(&self) -> usize {
+        [
+            &self.attn.c_attn,
+            &self.attn.c_proj,
+            &self.mlp.c_fc,
+            &self.mlp.c_proj,
+        ]
+        .iter()
+        .map(|c| c.weight.bytes() + 4 * c.bias.elem_count())
+        .sum::<usize>()
+            + 16 * self.attn.c_proj.bias.elem_count() // ln_1, ln_2: weight and bias (C)
+    }
+}
+
 /// The GPT-2 language model (`GPT2LMHeadModel`).
 pub struct Gpt2 {
     config: Gpt2Config,
-    wte: Tensor,
+    /// Token embedding (V, C).
+    wte: Matrix,
     wpe: Tensor,
     h: Vec<Block>,
     ln_f: LayerNorm,
-    /// Output projection (V, C): `wte` itself when tied.
-    lm_head: Tensor,
+    /// Output projection (V, C); `None` when tied to `wte`.
+    lm_head: Option<Matrix>,
     embd_drop: Dropout,
+    dtype: WeightDtype,
 }
 
 impl Gpt2 {
@@ -316,19 +361,54 @@ impl Gpt2 {
             .collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::with_eps(cfg.n_embd, cfg.layer_norm_epsilon, vb.pp("ln_f"))?;
         let lm_head = if cfg.tie_word_embeddings {
-            wte.clone()
+            None
         } else {
-            vb.get_with_hints((cfg.vocab_size, cfg.n_embd), "lm_head.weight", normal)?
+            let w = vb.get_with_hints((cfg.vocab_size, cfg.n_embd), "lm_head.weight", normal)?;
+            Some(Matrix::F32(w))
         };
         Ok(Self {
             config: cfg.clone(),
-            wte,
+            wte: Matrix::F32(wte),
             wpe,
             h,
             ln_f,
             lm_head,
             embd_drop: Dropout::new(cfg.embd_pdrop)?,
+            dtype: WeightDtype::F32,
         })
+    }
+
+    /// The same model with its weight matrices and token embedding (and untied LM head) in
+    /// `dtype`, for inference: each f32 matrix is freed as soon as it is packed. Biases, layer
+    /// norms and position embeddings stay f32. Gradients do not flow into packed weights.
+    /// Packing a packed model again keeps its precision (no double rounding).
+    pub fn with_weight_dtype(mut self, dtype: WeightDtype) -> Result<Self> {
+        if dtype == WeightDtype::F32 || self.dtype != WeightDtype::F32 {
+            return Ok(self);
+        }
+        for block in &mut self.h {
+            block.pack(dtype)?;
+        }
+        self.wte = self.wte.pack(dtype, false)?;
+        if let Some(head) = &self.lm_head {
+            self.lm_head = Some(head.pack(dtype, false)?);
+        }
+        self.dtype = dtype;
+        Ok(self)
+    }
+
+    /// The precision of the weight matrices.
+    pub fn weight_dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// Bytes of all parameters as held now (a tied LM head counted once).
+    pub fn weight_bytes(&self) -> usize {
+        self.wte.bytes()
+            + 4 * self.wpe.elem_count()
+            + self.h.iter().map(Block::weight_bytes).sum::<usize>()
+            + 8 * self.config.n_embd
+            + self.lm_head.as_ref().map_or(0, Matrix::bytes)
     }
 
     /// The hyperparameters.
@@ -372,7 +452,14 @@ impl Gpt2 {
         let c = self.config.n_embd;
         let mut dims = hidden.dims().to_vec();
         let rows = hidden.elem_count() / c;
-        let y = hidden.reshape((rows, c))?.matmul(&self.lm_head.t()?)?; // (N, C)·(C, V) = (N, V)
+        let x = hidden.reshape((rows, c))?; // (N, C)
+        let y = match self.lm_head.as_ref().unwrap_or(&self.wte) {
+            Matrix::F32(w) if rows <= SMALL_M && quant::fast_path(&x, w) => {
+                quant::matmul_out_in(&x, w)? // (N, V)
+            }
+            Matrix::F32(w) => x.matmul(&w.t()?)?, // (N, C)·(C, V) = (N, V)
+            Matrix::Packed(p) => p.matmul_t(&x, None)?, // (N, V)
+        };
         if let Some(last) = dims.last_mut() {
             *last = self.config.vocab_size;
         }
@@ -453,7 +540,17 @@ impl Gpt2 {
             )));
         }
         let pos = Tensor::from_vec(pos, b * t, ids.device())?;
-        let tok = self.wte.embedding(&ids.flatten_all()?)?; // (B·T, C)
+        let tok = match &self.wte {
+            Matrix::F32(w) => w.embedding(&ids.flatten_all()?)?, // (B·T, C)
+            Matrix::Packed(p) => {
+                let c = cfg.n_embd;
+                let mut rows = vec![0f32; ids_vec.len() * c];
+                for (dst, &id) in rows.chunks_mut(c).zip(&ids_vec) {
+                    p.row_into(id as usize, dst);
+                }
+                Tensor::from_vec(rows, (b * t, c), ids.device())? // (B·T, C)
+            }
+        };
         let pe = self.wpe.embedding(&pos)?; // (B·T, C)
         let xs = (tok + pe)?.reshape((b, t, cfg.n_embd))?; // (B, T, C)
         let mut xs = self.embd_drop.forward(&xs, mode)?;

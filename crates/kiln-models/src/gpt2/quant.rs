@@ -1,0 +1,693 @@
+//! Inference weights of GPT-2 in f32, bf16 or int8 (`Q8_0`: blocks of 32 values sharing one
+//! f32 scale, as llama.cpp's), and the matrix-vector kernels that decode with them.
+//!
+//! Decoding multiplies one hidden vector per sequence (a few rows) by every weight matrix, so
+//! it is bound by reading the weights. candle's CPU matmul sends a 1-row product to gemm's
+//! single-threaded gemv; the kernels here split the output columns over rayon's threads and
+//! stream each weight once for all rows. Products with more rows (prefill) go to candle's
+//! matmul (gemm), reduced-precision weights expanded to f32 for that call.
+//!
+//! Layouts: an f32 `Conv1D` weight stays (in, out) as loaded (the axpy kernel reads its rows);
+//! a packed weight is stored transposed, (out, in), so each output is one dot product over a
+//! contiguous row (the tied `wte` (V, C) already is). The SIMD width is chosen at run time
+//! (AVX-512, AVX2+FMA or scalar) through `pulp`; the loops are plain Rust that LLVM vectorises
+//! inside pulp's target-feature functions.
+//!
+//! Legend: M rows (tokens), K inputs, N outputs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{DType, Device, Storage, Tensor};
+use kiln_nn::{Error, Result};
+use pulp::{Arch, Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Products with at most this many rows use the matrix-vector kernels; more go to gemm.
+pub(crate) const SMALL_M: usize = 16;
+/// Output columns per task of the (in, out) f32 kernel.
+const COL_BLOCK: usize = 256;
+/// Output rows per task of the (out, in) dot kernel.
+const ROW_BLOCK: usize = 32;
+/// Values per int8 block (one scale each).
+pub const Q8_BLOCK: usize = 32;
+
+/// Precision of a model's weight matrices and embeddings for inference (`--dtype`).
+/// Biases, layer norms and activations stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    /// 32-bit floats as loaded (default).
+    #[default]
+    F32,
+    /// bfloat16 (f32's exponent, 8 mantissa bits; rounded to nearest even): half the memory.
+    Bf16,
+    /// int8 in blocks of 32 with one f32 scale per block (`max |w| / 127`, llama.cpp's Q8_0):
+    /// 8.5 bits per weight.
+    Q8,
+}
+
+impl FromStr for WeightDtype {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "q8" => Ok(Self::Q8),
+            other => Err(Error::param("dtype", other, "one of f32, bf16, q8")),
+        }
+    }
+}
+
+impl fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Q8 => "q8",
+        })
+    }
+}
+
+/// A weight matrix (out, in) in a reduced precision, rows contiguous.
+#[derive(Debug, Clone)]
+pub(crate) struct Packed {
+    out: usize,
+    inp: usize,
+    data: PackedData,
+}
+
+#[derive(Debug, Clone)]
+enum PackedData {
+    /// bf16 bits, out·in.
+    Bf16(Vec<u16>),
+    /// int8 values out·in and one scale per block of `Q8_BLOCK` along each row (the last block
+    /// of a row may be shorter).
+    Q8 { q: Vec<i8>, scales: Vec<f32> },
+}
+
+/// f32 → bf16 bits, rounded to nearest even (NaN stays NaN).
+fn to_bf16(v: f32) -> u16 {
+    if v.is_nan() {
+        return 0x7fc0;
+    }
+    let b = v.to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+#[inline(always)]
+fn from_bf16(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+impl Packed {
+    /// Pack `w` given row-major as (out, in) (`transposed` false) or as (in, out) (`transposed`
+    /// true, a Conv1D weight) in `dtype` (bf16 or q8).
+    pub(crate) fn new(
+        w: &[f32],
+        out: usize,
+        inp: usize,
+        transposed: bool,
+        dtype: WeightDtype,
+    ) -> Result<Self> {
+        if w.len() != out * inp {
+            return Err(Error::shape(format!(
+                "packing a ({out}, {inp}) weight from {} values",
+                w.len()
+            )));
+        }
+        let at = |o: usize, i: usize| {
+            if transposed {
+                w[i * out + o]
+            } else {
+                w[o * inp + i]
+            }
+        };
+        let data = match dtype {
+            WeightDtype::F32 => {
+                return Err(Error::shape("f32 weights are not packed".to_string()));
+            }
+            WeightDtype::Bf16 => {
+                let mut d = Vec::with_capacity(out * inp);
+                for o in 0..out {
+                    d.extend((0..inp).map(|i| to_bf16(at(o, i))));
+                }
+                PackedData::Bf16(d)
+            }
+            WeightDtype::Q8 => {
+                let nb = inp.div_ceil(Q8_BLOCK);
+                let mut q = Vec::with_capacity(out * inp);
+                let mut scales = Vec::with_capacity(out * nb);
+                let mut row = vec![0f32; inp];
+                for o in 0..out {
+                    row.iter_mut().enumerate().for_each(|(i, r)| *r = at(o, i));
+                    for block in row.chunks(Q8_BLOCK) {
+                        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let d = amax / 127.0;
+                        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+                        scales.push(d);
+                        q.extend(
+                            block
+                                .iter()
+                                .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8),
+                        );
+                    }
+                }
+                PackedData::Q8 { q, scales }
+            }
+        };
+        Ok(Self { out, inp, data })
+    }
+
+    /// Output rows (out).
+    pub(crate) fn rows(&self) -> usize {
+        self.out
+    }
+
+    /// Inputs per row (in).
+    pub(crate) fn cols(&self) -> usize {
+        self.inp
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        match &self.data {
+            PackedData::Bf16(d) => 2 * d.len(),
+            PackedData::Q8 { q, scales } => q.len() + 4 * scales.len(),
+        }
+    }
+
+    /// Row `o` in f32 into `dst` (length in).
+    #[inline(always)]
+    pub(crate) fn row_into(&self, o: usize, dst: &mut [f32]) {
+        let (a, b) = (o * self.inp, (o + 1) * self.inp);
+        match &self.data {
+            PackedData::Bf16(d) => {
+                dst.iter_mut()
+                    .zip(&d[a..b])
+                    .for_each(|(x, &v)| *x = from_bf16(v));
+            }
+            PackedData::Q8 { q, scales } => {
+                let nb = self.inp.div_ceil(Q8_BLOCK);
+                for (j, (dc, qc)) in dst
+                    .chunks_mut(Q8_BLOCK)
+                    .zip(q[a..b].chunks(Q8_BLOCK))
+                    .enumerate()
+                {
+                    let s = scales[o * nb + j];
+                    dc.iter_mut().zip(qc).for_each(|(x, &v)| *x = v as f32 * s);
+                }
+            }
+        }
+    }
+
+    /// The whole matrix in f32, (out, in).
+    pub(crate) fn to_tensor(&self) -> Result<Tensor> {
+        let mut w = vec![0f32; self.out * self.inp];
+        w.par_chunks_mut(self.inp)
+            .enumerate()
+            .for_each(|(o, r)| self.row_into(o, r));
+        Ok(Tensor::from_vec(w, (self.out, self.inp), &Device::Cpu)?)
+    }
+
+    /// `y = x · selfᵀ (+ bias)`: x (M, in) → (M, out), with the dot kernel.
+    pub(crate) fn matmul_t(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let m = x.dim(0)?;
+        if m > SMALL_M {
+            let y = x.matmul(&self.to_tensor()?.t()?)?; // (M, in)·(in, out) = (M, out)
+            return Ok(match bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
+        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+        let y = dot_rows(Rows::Packed(self), &xs, m, bias.as_deref());
+        Ok(Tensor::from_vec(y, (m, self.out), &Device::Cpu)?)
+    }
+}
+
+/// A weight matrix for inference: f32 as loaded (a Conv1D's (in, out), or an embedding's
+/// (V, C)) or packed (out, in) in a reduced precision.
+#[derive(Debug, Clone)]
+pub(crate) enum Matrix {
+    F32(Tensor),
+    Packed(Packed),
+}
+
+impl Matrix {
+    /// Pack an f32 matrix in `dtype` (f32 keeps it). `transposed`: the tensor is (in, out).
+    pub(crate) fn pack(&self, dtype: WeightDtype, transposed: bool) -> Result<Self> {
+        match (self, dtype) {
+            (_, WeightDtype::F32) | (Matrix::Packed(_), _) => Ok(self.clone()),
+            (Matrix::F32(t), _) => {
+                let (a, b) = t.dims2()?;
+                let (out, inp) = if transposed { (b, a) } else { (a, b) };
+                let p = with_f32(&t.contiguous()?, |w| {
+                    Packed::new(w, out, inp, transposed, dtype)
+                })??;
+                Ok(Matrix::Packed(p))
+            }
+        }
+    }
+
+    /// Bytes of the weights.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Matrix::F32(t) => 4 * t.elem_count(),
+            Matrix::Packed(p) => p.bytes(),
+        }
+    }
+}
+
+/// Run `f` on the contiguous f32 values of a CPU tensor, without copying.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::shape("expected a CPU tensor".to_string()));
+    };
+    let all = cpu.as_slice::<f32>()?;
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::shape("expected a contiguous tensor".to_string()))?;
+    Ok(f(&all[a..b]))
+}
+
+/// True when `w` (and the input) can take the fast inference kernels: CPU f32, not a trained
+/// variable (no gradient flows through these kernels).
+pub(crate) fn fast_path(x: &Tensor, w: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && !w.track_op()
+        && !x.track_op()
+        && w.is_contiguous()
+}
+
+/// `x · w + bias` for an f32 (in, out) weight and few rows: x (M, in) → (M, out).
+pub(crate) fn matmul_in_out(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let n = w.dim(1)?;
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let y = with_f32(w, |w| axpy_cols(w, k, n, &xs, m, bias.as_deref()))?;
+    Ok(Tensor::from_vec(y, (m, n), &Device::Cpu)?)
+}
+
+/// `x · wᵀ` for an f32 (out, in) weight (the tied `wte`) and few rows: x (M, in) → (M, out).
+pub(crate) fn matmul_out_in(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let m = x.dim(0)?;
+    let (n, k) = w.dims2()?;
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let y = with_f32(w, |w| dot_rows(Rows::F32 { w, k }, &xs, m, None))?;
+    Ok(Tensor::from_vec(y, (m, n), &Device::Cpu)?)
+}
+
+/// y (M, N) = x (M, K) · w (K, N) + bias, w row-major: each task owns a block of output
+/// columns and walks the K weight rows once, updating all M rows.
+fn axpy_cols(w: &[f32], k: usize, n: usize, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COL_BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let c0 = blk * COL_BLOCK;
+            let c1 = (c0 + COL_BLOCK).min(n);
+            let width = c1 - c0;
+            let mut y = vec![0f32; m * width];
+            if let Some(b) = bias {
+                y.chunks_mut(width)
+                    .for_each(|r| r.copy_from_slice(&b[c0..c1]));
+            }
+            Arch::new().dispatch(AxpyBlock {
+                w,
+                n,
+                k,
+                c0,
+                width,
+                x,
+                y: &mut y,
+            });
+            (c0, y)
+        })
+        .collect();
+    let mut y = vec![0f32; m * n];
+    for (c0, block) in blocks {
+        let width = block.len() / m.max(1);
+        for (r, row) in block.chunks(width).enumerate() {
+            y[r * n + c0..r * n + c0 + width].copy_from_slice(row);
+        }
+    }
+    y
+}
+
+struct AxpyBlock<'a> {
+    w: &'a [f32],
+    n: usize,
+    k: usize,
+    c0: usize,
+    width: usize,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for AxpyBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let Self {
+            w,
+            n,
+            k,
+            c0,
+            width,
+            x,
+            y,
+        } = self;
+        let seg = |i: usize| &w[i * n + c0..i * n + c0 + width];
+        let mut i = 0;
+        while i + 4 <= k {
+            let (w0, w1, w2, w3) = (seg(i), seg(i + 1), seg(i + 2), seg(i + 3));
+            for (r, yr) in y.chunks_exact_mut(width).enumerate() {
+                let xr = &x[r * k + i..r * k + i + 4];
+                let (x0, x1, x2, x3) = (xr[0], xr[1], xr[2], xr[3]);
+                for ((((yj, &a), &b), &c), &d) in yr.iter_mut().zip(w0).zip(w1).zip(w2).zip(w3) {
+                    *yj = d.mul_add(x3, c.mul_add(x2, b.mul_add(x1, a.mul_add(x0, *yj))));
+                }
+            }
+            i += 4;
+        }
+        while i < k {
+            let w0 = seg(i);
+            for (r, yr) in y.chunks_exact_mut(width).enumerate() {
+                let x0 = x[r * k + i];
+                for (yj, &a) in yr.iter_mut().zip(w0) {
+                    *yj = a.mul_add(x0, *yj);
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Weight rows for the dot kernel: each output is the dot product of one row with the input.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32 { w: &'a [f32], k: usize },
+    Packed(&'a Packed),
+}
+
+impl Rows<'_> {
+    fn out(&self) -> usize {
+        match self {
+            Rows::F32 { w, k } => w.len() / k,
+            Rows::Packed(p) => p.out,
+        }
+    }
+}
+
+/// y (M, N) = x (M, K) · wᵀ + bias for w (N, K) rows: tasks own blocks of output rows.
+fn dot_rows(w: Rows, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let n = w.out();
+    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let o0 = blk * ROW_BLOCK;
+            let o1 = (o0 + ROW_BLOCK).min(n);
+            let mut y = vec![0f32; m * (o1 - o0)];
+            Arch::new().dispatch(DotBlock {
+                w,
+                o0,
+                o1,
+                x,
+                m,
+                y: &mut y,
+            });
+            (o0, y)
+        })
+        .collect();
+    let mut y = vec![0f32; m * n];
+    for (o0, block) in blocks {
+        let width = block.len() / m.max(1);
+        for (r, row) in block.chunks(width).enumerate() {
+            y[r * n + o0..r * n + o0 + width].copy_from_slice(row);
+        }
+    }
+    if let Some(b) = bias {
+        y.chunks_mut(n)
+            .for_each(|r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+    }
+    y
+}
+
+struct DotBlock<'a> {
+    w: Rows<'a>,
+    o0: usize,
+    o1: usize,
+    x: &'a [f32],
+    m: usize,
+    /// (M, o1 - o0)
+    y: &'a mut [f32],
+}
+
+/// Dot product with explicit SIMD vectors (four accumulators).
+#[inline(always)]
+fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
+    let (ah, at) = S::as_simd_f32s(a);
+    let (bh, bt) = S::as_simd_f32s(b);
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [zero; 4];
+    let (a4, b4) = (ah.chunks_exact(4), bh.chunks_exact(4));
+    let (ar, br) = (a4.remainder(), b4.remainder());
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            acc[l] = simd.mul_add_e_f32s(x[l], y[l], acc[l]);
+        }
+    }
+    for (x, y) in ar.iter().zip(br) {
+        acc[0] = simd.mul_add_e_f32s(*x, *y, acc[0]);
+    }
+    let s = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+    let tail: f32 = at.iter().zip(bt).map(|(x, y)| x * y).sum();
+    simd.reduce_sum_f32s(s) + tail
+}
+
+impl WithSimd for DotBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Self { w, o0, o1, x, m, y } = self;
+        let width = o1 - o0;
+        match w {
+            Rows::F32 { w, k } => {
+                for o in o0..o1 {
+                    let row = &w[o * k..(o + 1) * k];
+                    for r in 0..m {
+                        y[r * width + o - o0] = dot(simd, row, &x[r * k..(r + 1) * k]);
+                    }
+                }
+            }
+            Rows::Packed(p) => {
+                // Expand each row to f32 (an elementwise loop LLVM vectorises), then dot.
+                let k = p.inp;
+                let mut row = vec![0f32; k];
+                for o in o0..o1 {
+                    p.row_into(o, &mut row);
+                    for r in 0..m {
+                        y[r * width + o - o0] = dot(simd, &row, &x[r * k..(r + 1) * k]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GPT-2's `gelu_new`, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
+/// `x / (1 + e^(-2u))` with a vectorised `exp` (Cephes' polynomial, relative error ~1e-7)
+/// instead of libm's scalar `tanhf`. Inference only: a tensor that needs a gradient, or one
+/// not on the CPU in f32, takes candle's `gelu`.
+pub(crate) fn gelu_new(xs: &Tensor) -> Result<Tensor> {
+    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 || xs.track_op() {
+        return Ok(xs.gelu()?);
+    }
+    Ok(xs.contiguous()?.apply_op1_no_bwd(&GeluNew)?)
+}
+
+struct GeluNew;
+
+impl candle_core::CustomOp1 for GeluNew {
+    fn name(&self) -> &'static str {
+        "kiln-gelu-new"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let all = storage.as_slice::<f32>()?;
+        let (a, b) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("gelu_new: not contiguous".into()))?;
+        let src = &all[a..b];
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(o, x)| Arch::new().dispatch(GeluChunk { x, out: o }));
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+struct GeluChunk<'a> {
+    x: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for GeluChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for (o, &x) in self.out.iter_mut().zip(self.x) {
+            let u = 0.797_884_6 * (x + 0.044715 * x * x * x); // √(2/π)·(x + 0.044715·x³)
+            *o = x / (1.0 + exp_approx(-2.0 * u));
+        }
+    }
+}
+
+/// `e^x` for f32 by range reduction `x = n·ln2 + r` and Cephes' degree-6 polynomial; written
+/// branch-free so that it vectorises. Inputs are clamped to [-87.3, 88.7].
+#[inline(always)]
+fn exp_approx(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_2e-4f32;
+    p = p.mul_add(r, 1.398_2e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5); // Cephes: 5.0000001201e-1, which is 0.5 in f32
+    let y = p.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
+                    / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(x: &[f32], m: usize, w_out_in: &[f32], k: usize) -> Vec<f32> {
+        let n = w_out_in.len() / k;
+        let mut y = vec![0f32; m * n];
+        for r in 0..m {
+            for o in 0..n {
+                y[r * n + o] = (0..k).map(|i| x[r * k + i] * w_out_in[o * k + i]).sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn kernels_match_the_plain_product_on_odd_shapes() {
+        for &(m, k, n) in &[(1, 37, 301), (3, 64, 5), (5, 70, 260), (16, 33, 17)] {
+            let x = data(m * k, 1);
+            let w_in_out = data(k * n, 2);
+            let mut w_out_in = vec![0f32; k * n];
+            for i in 0..k {
+                for o in 0..n {
+                    w_out_in[o * k + i] = w_in_out[i * n + o];
+                }
+            }
+            let want = reference(&x, m, &w_out_in, k);
+            let bias = data(n, 3);
+            let got = axpy_cols(&w_in_out, k, n, &x, m, Some(&bias));
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w - bias[j % n]).abs() < 1e-4,
+                    "axpy {m}x{k}x{n}: {g} vs {w}"
+                );
+            }
+            let got = dot_rows(Rows::F32 { w: &w_out_in, k }, &x, m, None);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "dot {m}x{k}x{n}: {g} vs {w}");
+            }
+            for dtype in [WeightDtype::Bf16, WeightDtype::Q8] {
+                let p = Packed::new(&w_in_out, n, k, true, dtype).unwrap();
+                let dq = p
+                    .to_tensor()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                // Each weight within its format's rounding of the original.
+                for (a, b) in dq.iter().zip(&w_out_in) {
+                    let tol = if dtype == WeightDtype::Bf16 {
+                        4e-3
+                    } else {
+                        1.0 / 254.0 + 1e-6
+                    };
+                    assert!((a - b).abs() <= tol, "{dtype}: {a} vs {b}");
+                }
+                let want = reference(&x, m, &dq, k);
+                let got = dot_rows(Rows::Packed(&p), &x, m, None);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4, "{dtype} {m}x{k}x{n}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_new_matches_the_tanh_formula() {
+        let xs: Vec<f32> = (-2000..2000)
+            .map(|i| i as f32 / 100.0)
+            .chain([-100.0, 100.0, 0.0])
+            .collect();
+        let t = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let got = gelu_new(&t).unwrap().to_vec1::<f32>().unwrap();
+        for (x, g) in xs.iter().zip(&got) {
+            let x = *x as f64;
+            let want = 0.5
+                * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+            assert!(
+                (*g as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{x}: {g} vs {want}"
+            );
+        }
+        let e = [-20.0f32, -1.0, 0.0, 0.5, 10.0, 80.0];
+        for x in e {
+            let rel = (exp_approx(x) as f64 / (x as f64).exp() - 1.0).abs();
+            assert!(rel < 1e-6, "exp({x}) off by {rel}");
+        }
+    }
+
+    #[test]
+    fn dtype_parses_and_names_the_choices() {
+        assert_eq!("q8".parse::<WeightDtype>().unwrap(), WeightDtype::Q8);
+        assert_eq!("bf16".parse::<WeightDtype>().unwrap().to_string(), "bf16");
+        let e = "int4".parse::<WeightDtype>().unwrap_err().to_string();
+        assert!(e.contains("int4") && e.contains("f32, bf16, q8"), "{e}");
+    }
+
+    #[test]
+    fn bf16_rounds_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+    }
+}
