@@ -38,6 +38,16 @@ pub fn save(
 /// Read the folder in `dir`, check it holds a `kind` model, and return its config and a
 /// `VarBuilder` over its tensors.
 pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>)> {
+    let (config, map) = load_tensors(dir, kind)?;
+    Ok((
+        config,
+        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    ))
+}
+
+/// Read the folder in `dir`, check it holds a `kind` model, and return its config and its
+/// tensors by name (as f32).
+pub fn load_tensors(dir: &Path, kind: &str) -> Result<(FolderConfig, HashMap<String, Tensor>)> {
     let (config, tensors) = ModelFolder::load_parts(dir)?;
     if config.kind != kind {
         return Err(kiln_core::Error::folder(
@@ -59,8 +69,5 @@ pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>
             Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?,
         );
     }
-    Ok((
-        config,
-        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
-    ))
+    Ok((config, map))
 }
