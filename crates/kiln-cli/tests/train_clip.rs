@@ -61,7 +61,7 @@ fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
     assert_eq!(v["validation"]["hard_negatives_held_out"][0]["pairs"], 256);
     // the model folder loads and scores
     let clip = kiln_models::clip::Clip::load(&dir.path().join("run/model")).unwrap();
-    let s = clip.score("a red circle", &vec![0u8; 2 * 3072], 2).unwrap();
+    let s = clip.score("a red circle", &[0u8; 2 * 3072], 2).unwrap();
     assert_eq!(s.len(), 2);
 
     let mut b = args.to_vec();

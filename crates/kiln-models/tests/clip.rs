@@ -508,3 +508,23 @@ fn hard_negatives_change_one_attribute_and_are_measured() {
     let r1 = retrieval(&clip, &bytes, &caps, 1, |i, j| i == j).unwrap();
     assert_eq!((r1.image_to_text, r1.text_to_image), (1.0, 1.0));
 }
+
+#[test]
+fn the_shipped_reranker_loads_and_prefers_true_captions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default-image/clip");
+    let clip = Clip::load(&dir).unwrap();
+    assert!(std::fs::metadata(dir.join("model.safetensors")).unwrap().len() <= 3_000_000);
+    let s = generate(
+        &ShapesParams {
+            n: 40,
+            ..Default::default()
+        },
+        987_654,
+    )
+    .unwrap();
+    let scores = hard_negatives(&clip, &s, 1).unwrap();
+    let colour = &scores[0];
+    assert_eq!(colour.attribute, Attribute::Colour);
+    assert!(colour.caption_accuracy >= 0.95, "{colour:?}");
+    assert!(colour.picture_accuracy >= 0.95, "{colour:?}");
+}
