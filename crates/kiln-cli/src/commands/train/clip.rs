@@ -211,7 +211,7 @@ pub(super) fn train_clip(a: ClipArgs) -> Result<()> {
     let t = a.max_words;
     let negatives = a
         .hard_negatives
-        .then(|| kiln_train::data::mix(a.run.seed, 0x4e45_47));
+        .then(|| kiln_train::data::mix(a.run.seed, 0x004e_4547));
     let data = |p: &Pictures, neg: Option<u64>| -> Result<TensorData> {
         let x = images_to_tensor(&p.bytes, p.captions.len(), 3, IMAGE_SIZE)?;
         Ok(TensorData::new(x, caption_ids(&vocab, p, t, neg)?)?)
