@@ -38,6 +38,16 @@ pub fn save(
 /// Read the folder in `dir`, check it holds a `kind` model, and return its config and a
 /// `VarBuilder` over its tensors.
 pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>)> {
+    let (config, map) = load_tensors(dir, kind)?;
+    Ok((
+        config,
+        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    ))
+}
+
+/// Read the folder in `dir`, check it holds a `kind` model, and return its config and its
+/// tensors by name (as f32).
+pub fn load_tensors(dir: &Path, kind: &str) -> Result<(FolderConfig, HashMap<String, Tensor>)> {
     let (config, tensors) = ModelFolder::load_parts(dir)?;
     if config.kind != kind {
         return Err(kiln_core::Error::folder(
@@ -46,7 +56,7 @@ pub fn load(dir: &Path, kind: &str) -> Result<(FolderConfig, VarBuilder<'static>
         )
         .into());
     }
-    Ok((config, var_builder(&tensors)?))
+    Ok((config, tensor_map(&tensors)?))
 }
 
 /// A folder's two files as bytes (a model embedded in the binary with `include_bytes!`):
@@ -65,11 +75,15 @@ pub fn from_bytes(
             config.kind
         )));
     }
-    Ok((config, var_builder(&Tensors::from_bytes(tensors)?)?))
+    let map = tensor_map(&Tensors::from_bytes(tensors)?)?;
+    Ok((
+        config,
+        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    ))
 }
 
-/// A `VarBuilder` (f32, CPU) over a folder's tensors.
-fn var_builder(tensors: &Tensors) -> Result<VarBuilder<'static>> {
+/// A folder's tensors by name, as f32 on the CPU.
+fn tensor_map(tensors: &Tensors) -> Result<HashMap<String, Tensor>> {
     let mut map = HashMap::new();
     for name in tensors.names() {
         let t = tensors.get(name)?;
@@ -83,9 +97,5 @@ fn var_builder(tensors: &Tensors) -> Result<VarBuilder<'static>> {
             Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?,
         );
     }
-    Ok(VarBuilder::from_tensors(
-        map,
-        candle_core::DType::F32,
-        &Device::Cpu,
-    ))
+    Ok(map)
 }

@@ -12,6 +12,7 @@
 //! * [`tokenizer`]: GPT-2's byte-level BPE tokenizer.
 //! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
 //! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
+//! * [`clip`]: a small CLIP (caption and picture encoders, InfoNCE), the text-to-image reranker.
 //! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
 //! * [`image_eval`]: the prompt-fidelity benchmark of text-to-image models (judges, prompt
 //!   sets, scoring, reports).
@@ -29,6 +30,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod clip;
 pub mod cnn;
 pub mod folder;
 pub mod gpt2;

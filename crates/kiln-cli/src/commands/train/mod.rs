@@ -7,6 +7,7 @@
 //! `kiln eval --model RUN_DIR` and `kiln predict --model RUN_DIR`) and `curves.png`.
 //! Progress goes to stderr; Ctrl-C saves a checkpoint and stops (continue with `--resume`).
 
+mod clip;
 mod cnn;
 mod gpt;
 mod judge;
@@ -70,6 +71,8 @@ enum TrainModel {
     Vqvae(vqvae::VqVaeArgs),
     /// The shapes judge: a CNN reading each grid cell's object, for prompt fidelity.
     Judge(judge::JudgeArgs),
+    /// CLIP-style reranker: caption and picture encoders trained contrastively (InfoNCE).
+    Clip(clip::ClipArgs),
 }
 
 /// Optimizers by name.
@@ -268,6 +271,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Gpt(a) => gpt::train_gpt(a),
         TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
         TrainModel::Judge(a) => judge::train_judge(a),
+        TrainModel::Clip(a) => clip::train_clip(a),
     }
 }
 

@@ -1,0 +1,523 @@
+//! The CLIP reranker: the loss against PyTorch, word order, learning, reproducibility,
+//! save/load, hard negatives, clear errors.
+
+use candle_core::{DType, Device, Tensor, Var};
+use kiln_data::shapes::{
+    caption, generate, is_held_out, Cell, Colour, ShapeKind, ShapeObject, ShapesParams, Size,
+};
+use kiln_models::clip::measure::{
+    hard_negative, hard_negatives, prompt_fits, retrieval, template_of, Attribute,
+};
+use kiln_models::clip::*;
+use kiln_models::vqvae::images_to_tensor;
+use kiln_nn::init::SeededVarMap;
+use kiln_nn::optim::{AdamConfig, OptimizerConfig};
+use kiln_nn::{Mode, TrainStep};
+use kiln_train::data::TensorData;
+use kiln_train::progress::Silent;
+use kiln_train::{trainer, RunOptions, TrainConfig};
+use serde_json::Value;
+
+fn tiny() -> ClipConfig {
+    ClipConfig {
+        text_width: 32,
+        text_layers: 1,
+        text_heads: 2,
+        channels: 8,
+        image_hidden: 32,
+        embed_dim: 16,
+        ..Default::default()
+    }
+}
+
+fn matrix(v: &Value) -> Tensor {
+    let rows: Vec<Vec<f32>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let (n, d) = (rows.len(), rows[0].len());
+    Tensor::from_vec(rows.concat(), (n, d), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn the_loss_and_its_gradients_match_pytorch() {
+    let text = include_str!("fixtures/clip_loss.json");
+    let fixture: Value = serde_json::from_str(text).unwrap();
+    for (k, case) in fixture["cases"].as_array().unwrap().iter().enumerate() {
+        let img = Var::from_tensor(&matrix(&case["images"])).unwrap();
+        let txt = Var::from_tensor(&matrix(&case["texts"])).unwrap();
+        let ls = Var::from_tensor(
+            &Tensor::new(case["logit_scale"].as_f64().unwrap() as f32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let scale = ls
+            .as_tensor()
+            .clamp(f32::MIN, MAX_LOGIT_SCALE as f32)
+            .unwrap()
+            .exp()
+            .unwrap();
+        let loss = clip_loss(
+            &normalize(img.as_tensor()).unwrap(),
+            &normalize(txt.as_tensor()).unwrap(),
+            &scale,
+        )
+        .unwrap();
+        let got = loss.to_scalar::<f32>().unwrap();
+        let want = case["loss"].as_f64().unwrap() as f32;
+        assert!((got - want).abs() < 1e-5, "case {k}: loss {got} vs {want}");
+        let grads = loss.backward().unwrap();
+        let gi = grads.get(img.as_tensor()).unwrap();
+        let gt = grads.get(txt.as_tensor()).unwrap();
+        assert!(
+            max_abs_diff(gi, &matrix(&case["grad_images"])) < 1e-5,
+            "case {k}"
+        );
+        assert!(
+            max_abs_diff(gt, &matrix(&case["grad_texts"])) < 1e-5,
+            "case {k}"
+        );
+        let gl = grads
+            .get(ls.as_tensor())
+            .map(|g| g.to_scalar::<f32>().unwrap())
+            .unwrap_or(0.0);
+        let want = case["grad_logit_scale"].as_f64().unwrap() as f32;
+        assert!((gl - want).abs() < 1e-5, "case {k}: {gl} vs {want}");
+    }
+}
+
+/// Pictures (n, 3, 32, 32) and caption ids (n, T) of `n` generated samples.
+fn batch(clip: &Clip, n: usize, seed: u64) -> (Tensor, Tensor, Vec<String>, Vec<u8>) {
+    let s = generate(
+        &ShapesParams {
+            n,
+            ..Default::default()
+        },
+        seed,
+    )
+    .unwrap();
+    let bytes: Vec<u8> = s.iter().flat_map(|x| x.image.iter().copied()).collect();
+    let caps: Vec<String> = s.iter().map(|x| x.caption.clone()).collect();
+    let x = images_to_tensor(&bytes, n, 3, 32).unwrap();
+    (x, clip.tokenize(&caps).unwrap(), caps, bytes)
+}
+
+#[test]
+fn the_model_loss_is_the_clip_loss_of_its_embeddings() {
+    let vars = SeededVarMap::new(0);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let (x, y, _, _) = batch(&clip, 6, 1);
+    let got = clip
+        .loss(&(x.clone(), y.clone()), &Mode::eval())
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    // the reference with plain candle ops: logits, log-softmax by hand, both directions
+    let img = clip.encode_images(&x).unwrap();
+    let txt = clip.encode_text(&y, &Mode::eval()).unwrap();
+    let s = clip.scale().unwrap() as f64;
+    let logits = (img.matmul(&txt.t().unwrap()).unwrap() * s).unwrap();
+    let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+    let ce = |m: &dyn Fn(usize, usize) -> f32| -> f32 {
+        (0..6)
+            .map(|i| {
+                let lse = (0..6).map(|j| m(i, j).exp()).sum::<f32>().ln();
+                lse - m(i, i)
+            })
+            .sum::<f32>()
+            / 6.0
+    };
+    let want = 0.5 * (ce(&|i, j| rows[i][j]) + ce(&|i, j| rows[j][i]));
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    // with hard negatives (B, 2, T) the loss is the same function with M = 2B captions
+    let flipped = y.flip(&[0]).unwrap();
+    let y2 = Tensor::stack(&[&y, &flipped], 1).unwrap();
+    let with = clip
+        .loss(&(x.clone(), y2.clone()), &Mode::eval())
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let rows2 = Tensor::cat(&[&y, &flipped], 0).unwrap();
+    let txt2 = clip.encode_text(&rows2, &Mode::eval()).unwrap();
+    let scale = Tensor::new(clip.scale().unwrap(), &Device::Cpu).unwrap();
+    let want2 = clip_loss(&img, &txt2, &scale)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        (with - want2).abs() < 1e-6 && with > got,
+        "{with} {want2} {got}"
+    );
+    assert!(got.is_finite() && got > 0.0, "{got}");
+}
+
+#[test]
+fn the_text_encoder_sees_word_order_and_ignores_padding() {
+    let vars = SeededVarMap::new(3);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let a = "a red circle and a blue square";
+    let b = "a blue circle and a red square";
+    let e = clip.embed_captions(&[a, b]).unwrap();
+    let d = max_abs_diff(&e.narrow(0, 0, 1).unwrap(), &e.narrow(0, 1, 1).unwrap());
+    assert!(d > 1e-3, "same embedding for swapped colours ({d})");
+    // a short caption alone and padded beside a long one: the same embedding
+    let short = "a red circle";
+    let long = "top left: a blue square, small and bottom right: a yellow triangle, large";
+    let alone = clip.embed_captions(&[short]).unwrap();
+    let padded = clip.embed_captions(&[long, short]).unwrap();
+    let d = max_abs_diff(&alone, &padded.narrow(0, 1, 1).unwrap());
+    assert!(d < 1e-5, "{d}");
+    // unit length
+    let norms: Vec<f32> = padded
+        .sqr()
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "{norms:?}");
+}
+
+/// Train `clip` (whose weights are `vars`) for `steps` on `n` pictures of `seed`.
+fn train(clip: &Clip, vars: &SeededVarMap, n: usize, steps: usize, seed: u64) {
+    let (x, y, _, _) = batch(clip, n, seed);
+    let cfg = TrainConfig {
+        optimizer: OptimizerConfig::Adam(AdamConfig {
+            lr: 3e-3,
+            ..Default::default()
+        }),
+        batch_size: n,
+        steps: Some(steps),
+        seed,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    trainer::train(
+        clip,
+        vars.var_map(),
+        &TensorData::new(x, y).unwrap(),
+        None,
+        &cfg,
+        &RunOptions::new(dir.path()),
+        &mut Silent,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_tiny_model_learns_to_rank_each_pictures_own_caption_first() {
+    let vars = SeededVarMap::new(5);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let n = 8;
+    let (_, _, caps, bytes) = batch(&clip, n, 11);
+    let ranked_first = |clip: &Clip| -> usize {
+        (0..n)
+            .filter(|&i| {
+                let pic = &bytes[i * PICTURE_BYTES..(i + 1) * PICTURE_BYTES];
+                let s: Vec<f32> = caps
+                    .iter()
+                    .map(|c| clip.score(c, pic, 1).unwrap()[0])
+                    .collect();
+                (0..n).all(|j| j == i || s[i] > s[j])
+            })
+            .count()
+    };
+    let before = ranked_first(&clip);
+    train(&clip, &vars, n, 100, 11);
+    let after = ranked_first(&clip);
+    assert_eq!(
+        after, n,
+        "own caption first for {after}/{n} (before training {before})"
+    );
+    assert!(before < n);
+}
+
+#[test]
+fn same_seed_same_model_and_save_load_gives_identical_scores() {
+    let (_, _, caps, bytes) = {
+        let v = SeededVarMap::new(0);
+        batch(&Clip::new(tiny(), &v).unwrap(), 4, 21)
+    };
+    let fresh = |seed: u64| {
+        let vars = SeededVarMap::new(seed);
+        let clip = Clip::new(tiny(), &vars).unwrap();
+        train(&clip, &vars, 4, 3, 21);
+        clip
+    };
+    let (a, b, c) = (fresh(7), fresh(7), fresh(8));
+    let sa = a.score(&caps[0], &bytes, 4).unwrap();
+    assert_eq!(sa, b.score(&caps[0], &bytes, 4).unwrap());
+    assert_ne!(sa, c.score(&caps[0], &bytes, 4).unwrap());
+    assert_eq!(sa.len(), 4);
+    assert!(sa.iter().all(|s| (-1.0..=1.0).contains(s)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip");
+    a.save(&path).unwrap();
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["kind"], "clip");
+    assert_eq!(cfg["model"]["words"][0], "<pad>");
+    let back = Clip::load(&path).unwrap();
+    for cap in &caps {
+        assert_eq!(
+            a.score(cap, &bytes, 4).unwrap(),
+            back.score(cap, &bytes, 4).unwrap()
+        );
+    }
+    assert_eq!(a.scale().unwrap(), back.scale().unwrap());
+    assert_eq!(back.config(), a.config());
+    // saving the loaded model writes the same tensors
+    back.save(&dir.path().join("again")).unwrap();
+    assert_eq!(
+        std::fs::read(path.join("model.safetensors")).unwrap(),
+        std::fs::read(dir.path().join("again/model.safetensors")).unwrap()
+    );
+    assert!(a.score(&caps[0], &[], 0).unwrap().is_empty());
+}
+
+#[test]
+fn the_default_model_fits_in_three_megabytes() {
+    let vars = SeededVarMap::new(0);
+    let _clip = Clip::new(ClipConfig::default(), &vars).unwrap();
+    let data = vars.var_map().data().lock().unwrap();
+    let params: usize = data.values().map(|v| v.as_tensor().elem_count()).sum();
+    assert!(params * 4 <= 3_000_000, "{params} parameters");
+    assert!(data.contains_key("text.h.0.attn.c_attn.weight"));
+    assert!(data.contains_key("logit_scale"));
+}
+
+#[test]
+fn bad_folders_and_bad_input_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = SeededVarMap::new(0);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let e = Clip::load(&dir.path().join("nowhere"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("nowhere") && e.contains("not a folder"), "{e}");
+
+    let good = dir.path().join("good");
+    clip.save(&good).unwrap();
+    let copy = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(good.join(f), p.join(f)).unwrap();
+        }
+        p
+    };
+    // truncated
+    let p = copy("truncated");
+    let bytes = std::fs::read(p.join("model.safetensors")).unwrap();
+    std::fs::write(p.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = Clip::load(&p).err().unwrap().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    // corrupt (same length)
+    let p = copy("corrupt");
+    let mut bytes = std::fs::read(p.join("model.safetensors")).unwrap();
+    let k = bytes.len() - 10;
+    bytes[k] ^= 0xff;
+    std::fs::write(p.join("model.safetensors"), &bytes).unwrap();
+    let e = Clip::load(&p).err().unwrap().to_string();
+    assert!(e.contains("corrupt"), "{e}");
+    // another kind of model
+    let p = copy("judge");
+    let text = std::fs::read_to_string(p.join("config.json")).unwrap();
+    std::fs::write(
+        p.join("config.json"),
+        text.replace("\"kind\": \"clip\"", "\"kind\": \"shapes_judge\""),
+    )
+    .unwrap();
+    let e = Clip::load(&p).err().unwrap().to_string();
+    assert!(
+        e.contains("\"shapes_judge\"") && e.contains("expected \"clip\""),
+        "{e}"
+    );
+    // a missing tensor
+    let (cfg, mut tensors) = kiln_core::ModelFolder::load_parts(&good).unwrap();
+    let mut kept = kiln_core::folder::Tensors::new();
+    for name in tensors.names().map(str::to_string).collect::<Vec<_>>() {
+        if name != "conv2.weight" {
+            let t = tensors.get(&name).unwrap();
+            let v = tensors.f32s(&name, None).unwrap().to_vec();
+            let shape = t.shape.clone();
+            kept.insert_f32(&name, &shape, v);
+        }
+    }
+    tensors = kept;
+    let p = dir.path().join("missing");
+    kiln_core::ModelFolder::save_parts(&p, "clip", &cfg.meta, cfg.model.clone(), &tensors).unwrap();
+    let e = Clip::load(&p).err().unwrap().to_string();
+    assert!(e.contains("lacks the tensor(s) conv2.weight"), "{e}");
+    // a tensor of the wrong shape (config says wider than the file)
+    let mut model = cfg.model.clone();
+    model["embed_dim"] = serde_json::json!(17);
+    let p = dir.path().join("shape");
+    let (_, t) = kiln_core::ModelFolder::load_parts(&good).unwrap();
+    kiln_core::ModelFolder::save_parts(&p, "clip", &cfg.meta, model, &t).unwrap();
+    let e = Clip::load(&p).err().unwrap().to_string();
+    assert!(
+        e.contains("does not fit config.json") && e.contains("shape"),
+        "{e}"
+    );
+
+    // unknown words, wrong byte counts, over-long captions
+    let pic = vec![0u8; PICTURE_BYTES * 2];
+    let e = clip
+        .score("a plaid circle", &pic, 2)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("\"plaid\"") && e.contains("vocabulary"), "{e}");
+    let e = clip
+        .score("a red circle", &pic, 3)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("3 pictures") && e.contains(&format!("got {}", pic.len())),
+        "{e}"
+    );
+    let long = vec!["a"; 40].join(" ");
+    let e = clip.score(&long, &pic, 2).err().unwrap().to_string();
+    assert!(e.contains("40 words") && e.contains("at most 32"), "{e}");
+    let e = clip
+        .encode_images(&Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("(batch, 3, 32, 32), got [1, 1, 28, 28]"), "{e}");
+    // bad settings name the parameter
+    let bad = ClipConfig {
+        text_heads: 5,
+        ..tiny()
+    };
+    let e = Clip::new(bad, &vars).err().unwrap().to_string();
+    assert!(e.contains("text_heads") && e.contains("5"), "{e}");
+    let bad = ClipConfig {
+        init_logit_scale: 9.0,
+        ..tiny()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("init_logit_scale"));
+}
+
+#[test]
+fn hard_negatives_change_one_attribute_and_are_measured() {
+    let o = |shape, colour, size, cell| ShapeObject {
+        shape,
+        colour,
+        size,
+        cell: Cell(cell),
+    };
+    let two = [
+        o(ShapeKind::Circle, Colour::Red, Size::Small, 0),
+        o(ShapeKind::Square, Colour::Blue, Size::Large, 4),
+    ];
+    let open = caption(&two, 0); // "a red circle and a blue square": no size, no position
+    let mut rng = kiln_core::rng(0);
+    let swapped = hard_negative(&two, &open, Attribute::Swap, &mut rng).unwrap();
+    assert_eq!(caption(&swapped, 0).text, "a blue circle and a red square");
+    assert!(hard_negative(&two, &open, Attribute::Size, &mut rng).is_none());
+    assert!(hard_negative(&two, &open, Attribute::Position, &mut rng).is_none());
+    let full = caption(&two, 1);
+    for attr in Attribute::ALL {
+        for _ in 0..20 {
+            let n = hard_negative(&two, &full, attr, &mut rng).unwrap();
+            let changed: Vec<usize> = (0..2).filter(|&k| n[k] != two[k]).collect();
+            assert!(!prompt_fits(&full, &n), "{attr:?}");
+            assert!(n.iter().all(|x| !is_held_out(x)), "{n:?}");
+            assert_ne!(n[0].cell, n[1].cell);
+            if attr == Attribute::Swap {
+                assert_eq!(changed.len(), 2);
+            } else {
+                assert_eq!(changed.len(), 1, "{attr:?}");
+            }
+        }
+    }
+    // one object: no swap
+    let one = [two[0]];
+    assert!(hard_negative(&one, &caption(&one, 2), Attribute::Swap, &mut rng).is_none());
+
+    // the measures run on generated samples and give shares in [0, 1]
+    let s = generate(
+        &ShapesParams {
+            n: 24,
+            ..Default::default()
+        },
+        4,
+    )
+    .unwrap();
+    assert!(s.iter().all(|x| template_of(x).is_some()));
+    let vars = SeededVarMap::new(0);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let scores = hard_negatives(&clip, &s, 9).unwrap();
+    assert_eq!(scores.len(), 5);
+    assert_eq!(scores[0].pairs, 24); // every picture has a colour negative
+    for a in &scores {
+        assert!(a.caption_right <= a.pairs && a.picture_right <= a.pairs);
+    }
+    let bytes: Vec<u8> = s.iter().flat_map(|x| x.image.iter().copied()).collect();
+    let caps: Vec<String> = s.iter().map(|x| x.caption.clone()).collect();
+    let r = retrieval(&clip, &bytes, &caps, 8, |i, j| {
+        prompt_fits(&s[j].prompt, &s[i].objects)
+    })
+    .unwrap();
+    assert_eq!((r.pictures, r.batch), (24, 8));
+    assert!(r.image_to_text >= r.image_to_text_exact && r.image_to_text <= 1.0);
+    // groups of one: every picture's only candidate is its own caption
+    let r1 = retrieval(&clip, &bytes, &caps, 1, |i, j| i == j).unwrap();
+    assert_eq!((r1.image_to_text, r1.text_to_image), (1.0, 1.0));
+}
+
+#[test]
+fn the_shipped_reranker_loads_and_prefers_true_captions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default-image/clip");
+    let clip = Clip::load(&dir).unwrap();
+    assert!(
+        std::fs::metadata(dir.join("model.safetensors"))
+            .unwrap()
+            .len()
+            <= 3_000_000
+    );
+    let s = generate(
+        &ShapesParams {
+            n: 40,
+            ..Default::default()
+        },
+        987_654,
+    )
+    .unwrap();
+    let scores = hard_negatives(&clip, &s, 1).unwrap();
+    let colour = &scores[0];
+    assert_eq!(colour.attribute, Attribute::Colour);
+    assert!(colour.caption_accuracy >= 0.95, "{colour:?}");
+    assert!(colour.picture_accuracy >= 0.95, "{colour:?}");
+}
