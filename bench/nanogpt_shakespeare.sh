@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # nanoGPT's CPU recipe for character-level Shakespeare, run by kiln:
 #   4 layers, 4 heads, 128 wide, block 64, batch 12, 2000 iterations, AdamW (betas 0.9/0.99,
-#   weight decay 0.1), lr 1e-3 with 100 warm-up steps then cosine to 1e-4, gradient clipping
-#   at 1.0, dropout 0. nanoGPT's README gives validation loss 1.88 for it (on its 1 MB
-#   tiny-shakespeare; the corpus here is the complete works, data/text/shakespeare.txt, 5 MB,
-#   last 10% held out).
+#   weight decay 0.1 on weight matrices and embeddings only, as nanoGPT), lr 1e-3 with 100
+#   warm-up steps then cosine to 1e-4, gradient clipping at 1.0, dropout 0. nanoGPT's README
+#   gives validation loss 1.88 for it (on its 1 MB tiny-shakespeare; the corpus here is the
+#   complete works, data/text/shakespeare.txt, 5 MB, last 10% held out).
 # Prints kiln's validation loss, perplexity and wall time, and checks loss <= 1.88.
 # The trained run folder (its model/ is a Hugging Face GPT-2 folder) is left in $OUT.
 #
-#   bash bench/nanogpt_shakespeare.sh                 # release build, under nice -n 10
+#   bash bench/nanogpt_shakespeare.sh                 # release build, under nice -n ${NICE:-10}
 #   KILN=target/debug/kiln THREADS=1 bash bench/nanogpt_shakespeare.sh
 #   PEER=1 bash bench/nanogpt_shakespeare.sh   # also the PyTorch peer (needs torch, transformers)
+#   DECAY_ALL=1 ...                            # decay every parameter (kiln and the peer)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN:-target/release/kiln}
@@ -19,12 +20,14 @@ THREADS=${THREADS:-}
 if [ ! -x "$KILN" ]; then cargo build --release -p kiln-cli; fi
 rm -rf "$OUT"
 mkdir -p "$(dirname "$OUT")"
-env ${THREADS:+RAYON_NUM_THREADS=$THREADS} nice -n 10 "$KILN" train gpt \
+NICE=${NICE:-10}
+env ${THREADS:+RAYON_NUM_THREADS=$THREADS} nice -n "$NICE" "$KILN" train gpt \
   --text data/text/shakespeare.txt --tokenizer char --val-fraction 0.1 \
   --n-layer 4 --n-head 4 --n-embd 128 --block-size 64 --dropout 0 \
   --batch-size 12 --steps 2000 --optimizer adamw --lr 1e-3 --min-lr 1e-4 \
   --schedule warmup-cosine --warmup-steps 100 --beta2 0.99 --weight-decay 0.1 \
-  --clip-grad-norm 1 --eval-every 1000 --seed 1337 --out "$OUT" --quiet --json > "$OUT.json"
+  --clip-grad-norm 1 --eval-every 1000 --seed 1337 ${DECAY_ALL:+--decay-all} \
+  --out "$OUT" --quiet --json > "$OUT.json"
 python3 - "$OUT.json" "$OUT/history.jsonl" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -44,7 +47,8 @@ print(f"kiln: validation loss {v['loss']:.4f} (perplexity {v['perplexity']:.3f})
 print(f"nanoGPT's published validation loss 1.88: {'met' if v['loss'] <= 1.88 else 'NOT met'}")
 PY
 if [ "${PEER:-0}" = 1 ]; then
-  peer=$(nice -n 10 python3 bench/nanogpt_shakespeare_peer.py --threads "${THREADS:-1}")
+  peer=$(nice -n "$NICE" python3 bench/nanogpt_shakespeare_peer.py --threads "${THREADS:-1}" \
+    ${DECAY_ALL:+--decay-all})
   echo "peer: $peer"
   python3 - "$peer" "$(cat "$OUT.json.steps_secs")" <<'PY'
 import json, sys

@@ -1,7 +1,9 @@
 """The peer of bench/nanogpt_shakespeare.sh: the same recipe in PyTorch with transformers'
 GPT2LMHeadModel on the same data cut the same way (character vocabulary, last 10% held out,
 non-overlapping windows of 65 characters, a fresh shuffle of the windows each epoch, AdamW with
-betas 0.9/0.99 and weight decay 0.1 on every parameter as kiln does, 100 warm-up steps then
+betas 0.9/0.99 and weight decay 0.1 on the parameters of two or more dimensions only (weights and
+embeddings, not biases and LayerNorm: nanoGPT's two groups, as `kiln train gpt` does; `--decay-all`
+decays every parameter, as `kiln train gpt --decay-all`), 100 warm-up steps then
 cosine from 1e-3 to 1e-4, clipping at 1.0, batch 12). Prints validation loss over all validation
 windows and the wall time of the training steps.
 
@@ -21,6 +23,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=2000)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--text", default="data/text/shakespeare.txt")
+ap.add_argument("--decay-all", action="store_true")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(1337)
@@ -44,7 +47,13 @@ cfg = GPT2Config(vocab_size=len(chars), n_positions=T, n_embd=128, n_layer=4, n_
                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
                  eos_token_id=None)
 model = GPT2LMHeadModel(cfg)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+params = list(model.parameters())
+if a.decay_all:
+    groups = [{"params": params, "weight_decay": 0.1}]
+else:
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99))
 
 
 def lr_at(step, total, base=1e-3, eta_min=1e-4, warmup=100):
@@ -82,4 +91,5 @@ with torch.no_grad():
                                        reduction="sum"))
         count += w[:, 1:].numel()
 print(json.dumps({"peer": "pytorch+transformers", "steps": a.steps, "train_seconds": train_secs,
-                  "validation_loss": total / count, "threads": a.threads}))
+                  "validation_loss": total / count, "threads": a.threads,
+                  "decay_all": a.decay_all}))

@@ -110,6 +110,37 @@ fn learns_reports_perplexity_and_writes_a_hf_folder() {
 }
 
 #[test]
+fn weight_decay_skips_biases_and_norms_unless_decay_all() {
+    let dir = setup();
+    let p = dir.path();
+    let decay = ["--steps", "3", "--weight-decay", "0.5"];
+    train(p, "matrices", &decay);
+    train(p, "all", &[&decay[..], &["--decay-all"]].concat());
+    let recorded = |run: &str| -> Value {
+        let c: Value = serde_json::from_str(
+            &std::fs::read_to_string(p.join(run).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        c["optimizer"]["decay_matrices_only"].clone()
+    };
+    assert_eq!(recorded("matrices"), Value::Bool(true));
+    assert_eq!(recorded("all"), Value::Bool(false));
+    let e = fails(
+        p,
+        &[
+            "train",
+            "gpt",
+            "--text",
+            "corpus.txt",
+            "--optimizer",
+            "sgd",
+            "--decay-all",
+        ],
+    );
+    assert!(e.contains("--decay-all"), "{e}");
+}
+
+#[test]
 fn same_seed_same_run_and_resume_continues_exactly() {
     let dir = setup();
     let p = dir.path();

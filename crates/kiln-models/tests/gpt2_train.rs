@@ -87,6 +87,7 @@ fn train_like_pytorch(f: &Value) -> (gpt2::Gpt2, SeededVarMap) {
             beta2: a["beta2"].as_f64().unwrap(),
             eps: a["eps"].as_f64().unwrap(),
             weight_decay: a["weight_decay"].as_f64().unwrap(),
+            ..AdamConfig::default()
         }),
         params.clone(),
     )

@@ -8,6 +8,8 @@
 //!   400→120→84→10), batch 64 on 1×28×28, cross-entropy — the layers `kiln_models::cnn::LeNet5`
 //!   is built from.
 //! * `lstm`, `gru`: 2 layers, input 64, hidden 256, sequence 100, batch 32, loss mean(out²).
+//! * `attn B H T D`: causal self-attention alone on q, k, v (B, H, T, D), forward and backward
+//!   of sum(out ⊙ r), no optimizer (`cargo run ... -- attn 20 fused|plain 12 4 64 32`).
 
 use std::time::Instant;
 
@@ -32,11 +34,70 @@ fn randn(shape: &[usize], seed: u64) -> kiln_nn::Result<Tensor> {
 
 type StepFn = Box<dyn Fn() -> kiln_nn::Result<Tensor>>;
 
+/// Time forward + backward of causal attention on (B, H, T, D) = `dims`.
+fn attention(steps: usize, fused: bool, dims: &[usize]) -> kiln_nn::Result<()> {
+    let &[b, h, t, d] = dims else {
+        return Err(kiln_nn::Error::param(
+            "attn sizes",
+            format!("{dims:?}"),
+            "B H T D",
+        ));
+    };
+    let shape = [b, h, t, d];
+    let qkv: Vec<candle_core::Var> = (0..3)
+        .map(|s| candle_core::Var::from_tensor(&randn(&shape, s)?).map_err(Into::into))
+        .collect::<kiln_nn::Result<_>>()?;
+    let r = randn(&shape, 9)?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let f = if fused {
+        kernels::attention::causal_attention
+    } else {
+        kernels::attention::causal_attention_plain
+    };
+    let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
+    for i in 0..steps + 2 {
+        let t0 = Instant::now();
+        let y = f(
+            qkv[0].as_tensor(),
+            qkv[1].as_tensor(),
+            qkv[2].as_tensor(),
+            scale,
+        )?;
+        let l = (y * &r)?.sum_all()?;
+        let fwd = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let g = l.backward()?;
+        std::hint::black_box(g);
+        if i >= 2 {
+            (t_fwd, t_bwd) = (t_fwd + fwd, t_bwd + t0.elapsed().as_secs_f64());
+        }
+    }
+    let ms = |s: f64| 1000.0 * s / steps as f64;
+    println!(
+        "{{\"model\": \"attn\", \"fused\": {fused}, \"dims\": {dims:?}, \"threads\": {}, \
+         \"ms_per_step\": {:.3}, \"forward_ms\": {:.3}, \"backward_ms\": {:.3}}}",
+        candle_core::utils::get_num_threads(),
+        ms(t_fwd + t_bwd),
+        ms(t_fwd),
+        ms(t_bwd)
+    );
+    Ok(())
+}
+
 fn main() -> kiln_nn::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("lenet");
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
     let fused = args.get(3).map(String::as_str) != Some("plain");
+    if model == "attn" {
+        let dims: Vec<usize> = args
+            .get(4..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        return attention(steps, fused, &dims);
+    }
     let vars = SeededVarMap::new(0);
     let vb = vars.var_builder();
     let step_fn: StepFn = match model {
@@ -59,7 +120,7 @@ fn main() -> kiln_nn::Result<()> {
                 if fused {
                     kernels::loss::cross_entropy(&logits, &y)
                 } else {
-                    loss::cross_entropy(&logits, &y)
+                    loss::cross_entropy_plain(&logits, &y)
                 }
             })
         }

@@ -7,7 +7,17 @@ use crate::{Error, Result};
 /// Cross-entropy of `logits` (N, C) against class indices `targets` (N, u32 or i64):
 /// `mean_i(-log softmax(logits_i)[targets_i])`, as `torch.nn.functional.cross_entropy`.
 /// Logits of higher rank (B, T, C) are flattened to (B·T, C) with targets (B, T).
+///
+/// f32 logits on the CPU go through the fused kernel [`crate::kernels::loss::cross_entropy`]
+/// (one pass for the loss, one for the gradient); other devices and dtypes through
+/// [`cross_entropy_plain`]. Both give the same value and gradient to float rounding.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    crate::kernels::loss::cross_entropy(logits, targets)
+}
+
+/// [`cross_entropy`] as the plain composition of candle ops (log-softmax, gather, mean): the
+/// reference the fused kernel is tested against, and its fallback off the CPU.
+pub fn cross_entropy_plain(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let c = match logits.dims().last() {
         Some(&c) if logits.rank() >= 2 => c,
         _ => {

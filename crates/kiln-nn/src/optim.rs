@@ -2,7 +2,9 @@
 //!
 //! * SGD with momentum, dampening, Nesterov and (L2) weight decay — `torch.optim.SGD`.
 //! * Adam with L2 weight decay added to the gradient — `torch.optim.Adam`.
-//! * AdamW with decoupled weight decay — `torch.optim.AdamW`.
+//! * AdamW with decoupled weight decay — `torch.optim.AdamW`; with
+//!   [`AdamConfig::decay_matrices_only`] the decay skips 1-d parameters (biases, norms), as
+//!   nanoGPT's two parameter groups.
 //!
 //! [`Optimizer::state_tensors`] returns every buffer (`{param}.momentum_buffer`,
 //! `{param}.exp_avg`, `{param}.exp_avg_sq`, `{param}.step`) for a safetensors checkpoint, and
@@ -106,6 +108,11 @@ pub struct AdamConfig {
     /// Weight decay (default 0): an L2 term added to the gradient for Adam, a decoupled
     /// shrinkage `p ← p·(1 - lr·wd)` for AdamW (PyTorch's AdamW default is 0.01: set it).
     pub weight_decay: f64,
+    /// Apply the weight decay only to parameters of two or more dimensions (weight matrices,
+    /// embeddings, convolution kernels), not to biases or norm gains and shifts, as nanoGPT's
+    /// two parameter groups (default false: every parameter, as `torch.optim.AdamW` over
+    /// `model.parameters()`).
+    pub decay_matrices_only: bool,
 }
 
 impl Default for AdamConfig {
@@ -116,6 +123,7 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            decay_matrices_only: false,
         }
     }
 }
@@ -280,7 +288,7 @@ impl Optimizer {
                     let decoupled = matches!(self.config, OptimizerConfig::Adamw(_));
                     let mut d = g;
                     let mut p = p;
-                    if c.weight_decay != 0.0 {
+                    if c.weight_decay != 0.0 && (!c.decay_matrices_only || p.rank() >= 2) {
                         if decoupled {
                             p = (p * (1.0 - lr * c.weight_decay))?;
                         } else {

@@ -15,6 +15,7 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use kiln_nn::kernels::attention;
 use kiln_nn::layers::{Dropout, LayerNorm, Mode};
 use kiln_nn::{loss, ops, Error, EvalSums, Result, TrainStep};
 
@@ -172,6 +173,8 @@ pub struct CausalSelfAttention {
     scale: f64,
     attn_drop: Dropout,
     resid_drop: Dropout,
+    /// Plain causal attention through the fused kernel (default true).
+    fused: bool,
 }
 
 impl CausalSelfAttention {
@@ -193,11 +196,13 @@ impl CausalSelfAttention {
             scale,
             attn_drop: Dropout::new(cfg.attn_pdrop)?,
             resid_drop: Dropout::new(cfg.resid_pdrop)?,
+            fused: true,
         })
     }
 
-    /// (B, T, C) → (B, T, C). `mask` is additive (B or 1, 1, T, S) or `None` when every query
-    /// may see every key (a single new token without padding).
+    /// (B, T, C) → (B, T, C). `mask` is additive (B or 1, 1, T, S), or `None` for plain causal
+    /// attention: query t sees keys up to S - T + t (with no past, the causal mask; for a
+    /// single new token, every key).
     fn forward(
         &self,
         xs: &Tensor,
@@ -221,15 +226,26 @@ impl CausalSelfAttention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?, // (B, H, S, D)
             None => (k, v),
         };
-        let scores = (q.matmul(&k.t()?)? * self.scale)?; // (B, H, T, D)·(B, H, D, S) = (B, H, T, S)
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let s = k.dim(2)?;
+        let dropping = self.attn_drop.p() > 0.0 && mode.is_train();
+        let y = if self.fused && mask.is_none() && s == t && !dropping {
+            // no past, no padding: the fused causal op (the plain composition off the CPU)
+            attention::causal_attention(&q, &k, &v, self.scale)? // (B, H, T, D)
+        } else {
+            let causal = match mask {
+                None if s == t && t > 1 => Some(attention::causal_mask(t, q.dtype(), q.device())?),
+                _ => None,
+            };
+            let scores = (q.matmul(&k.t()?)? * self.scale)?; // (B, H, T, D)·(B, H, D, S) = (B, H, T, S)
+            let scores = match mask.or(causal.as_ref()) {
+                Some(m) => scores.broadcast_add(m)?,
+                None => scores,
+            };
+            let probs = ops::softmax_last_dim(&scores)?;
+            let probs = self.attn_drop.forward(&probs, mode)?;
+            probs.matmul(&v)? // (B, H, T, S)·(B, H, S, D) = (B, H, T, D)
         };
-        let probs = ops::softmax_last_dim(&scores)?;
-        let probs = self.attn_drop.forward(&probs, mode)?;
-        let y = probs
-            .matmul(&v)? // (B, H, T, S)·(B, H, S, D) = (B, H, T, D)
+        let y = y
             .transpose(1, 2)? // (B, T, H, D)
             .reshape((b, t, c))?;
         self.resid_drop.forward(&self.c_proj.forward(&y)?, mode)
@@ -416,6 +432,13 @@ impl Gpt2 {
         &self.config
     }
 
+    /// Run plain causal attention through the fused kernel `kiln_nn::kernels::attention` (`true`,
+    /// the default) or as candle ops with an explicit mask (`false`: the reference it is tested
+    /// against).
+    pub fn set_fused_attention(&mut self, on: bool) {
+        self.h.iter_mut().for_each(|b| b.attn.fused = on);
+    }
+
     /// An empty KV cache for this model holding up to `capacity` positions (at most
     /// `n_positions`).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
@@ -567,8 +590,8 @@ impl Gpt2 {
 }
 
 /// The additive attention bias (B or 1, 1, T, S): 0 where query t (absolute position past + t)
-/// may see key s (s ≤ past + t and key s is not padding), `MASKED` elsewhere. `None` when every
-/// query sees every key (one new token, no padding).
+/// may see key s (s ≤ past + t and key s is not padding), `MASKED` elsewhere. `None` when the
+/// attention is plain causal (no padding, and no past or one new token).
 fn attention_bias(
     b: usize,
     t: usize,
@@ -578,7 +601,7 @@ fn attention_bias(
 ) -> Result<Option<Tensor>> {
     let s = past + t;
     let padded = mask_rows.is_some_and(|rows| rows.iter().any(|r| r.contains(&0.0)));
-    if t == 1 && !padded {
+    if (t == 1 || past == 0) && !padded {
         return Ok(None);
     }
     let rows = if padded { b } else { 1 };

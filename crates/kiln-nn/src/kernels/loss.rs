@@ -82,11 +82,11 @@ impl CustomOp2 for SoftmaxCrossEntropy {
 }
 
 /// Cross-entropy of `logits` (N, C) (or (B, T, C), flattened) against class indices `targets`,
-/// the mean over rows, as [`crate::loss::cross_entropy`]: fused on the CPU for f32 logits,
-/// that plain composition elsewhere.
+/// the mean over rows, as [`crate::loss::cross_entropy_plain`]: fused on the CPU for f32
+/// logits, that plain composition elsewhere. [`crate::loss::cross_entropy`] calls this.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if !fusable(logits) || !targets.device().is_cpu() {
-        return loss::cross_entropy(logits, targets);
+        return loss::cross_entropy_plain(logits, targets);
     }
     let c = match logits.dims().last() {
         Some(&c) if logits.rank() >= 2 && c > 0 => c,

@@ -7,6 +7,7 @@
 //! * [`rnn`]: whole-sequence LSTM and GRU directions: one gemm for the recurrent step plus one
 //!   fused gate pass per time step, and a backward that walks the sequence once.
 //! * [`loss`]: softmax + cross-entropy fused, with its backward.
+//! * [`attention`]: causal self-attention, row-blocked, with its backward.
 //!
 //! Every op keeps its plain reference (`*_plain`) public: the tests check forward and every
 //! gradient against it and against finite differences, and `bench/kernels.py` shows the gain.
@@ -15,6 +16,7 @@
 
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 
+pub mod attention;
 pub mod conv;
 mod gemm;
 pub mod loss;

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
 /// without branches or library calls so that the gate loops vectorise.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call)
     let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;

@@ -180,10 +180,18 @@ configs = {
                 {"kind": "adam", "lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.1}),
     "adamw": (torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1},
               {"kind": "adamw", "lr": 0.01, "weight_decay": 0.1}),
+    # nanoGPT's two parameter groups: decay on the matrix w, none on the bias b
+    "adamw_matrices_only": (torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1, "groups": True},
+                            {"kind": "adamw", "lr": 0.01, "weight_decay": 0.1,
+                             "decay_matrices_only": True}),
 }
 for name, (cls, kw, kiln_cfg) in configs.items():
     ps = {k: v.clone().requires_grad_(True) for k, v in p0.items()}
-    opt = cls([ps["b"], ps["w"]], **kw)
+    kw = dict(kw)
+    if kw.pop("groups", False):
+        opt = cls([{"params": [ps["b"]], "weight_decay": 0.0}, {"params": [ps["w"]]}], **kw)
+    else:
+        opt = cls([ps["b"], ps["w"]], **kw)
     after = []
     for g in grads:
         opt.zero_grad()

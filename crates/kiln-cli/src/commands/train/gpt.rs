@@ -8,7 +8,8 @@
 //! nanoGPT's character-level Shakespeare recipe (the defaults of the model flags):
 //! `kiln train gpt --text data/text/shakespeare.txt --optimizer adamw --lr 1e-3 --min-lr 1e-4
 //! --schedule warmup-cosine --warmup-steps 100 --beta2 0.99 --weight-decay 0.1
-//! --clip-grad-norm 1 --batch-size 12 --steps 2000 --eval-every 250`.
+//! --clip-grad-norm 1 --batch-size 12 --steps 2000 --eval-every 250`. As in nanoGPT the weight
+//! decay applies to the weight matrices and embeddings only (`--decay-all`: every parameter).
 
 use kiln_models::gpt2::{self, Gpt2Config};
 use kiln_models::tokenizer::{Tokenizer, ENDOFTEXT};
@@ -83,6 +84,11 @@ pub(super) struct GptArgs {
     /// Second-moment decay of adam and adamw [default: 0.999].
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     beta2: Option<f64>,
+    /// Apply --weight-decay of adam and adamw to every parameter; by default it applies only to
+    /// parameters of two or more dimensions (weight matrices, embeddings), not to biases and
+    /// LayerNorm, as nanoGPT does.
+    #[arg(long)]
+    decay_all: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -220,6 +226,15 @@ pub(super) fn train_gpt(a: GptArgs) -> Result<()> {
             OptimizerConfig::Adam(c) | OptimizerConfig::Adamw(c) => c.beta2 = b2,
             OptimizerConfig::Sgd(_) => bail!("--beta2 applies to --optimizer adam and adamw"),
         }
+    }
+    match &mut config.optimizer {
+        OptimizerConfig::Adam(c) | OptimizerConfig::Adamw(c) => {
+            c.decay_matrices_only = !a.decay_all
+        }
+        OptimizerConfig::Sgd(_) if a.decay_all => {
+            bail!("--decay-all applies to --optimizer adam and adamw")
+        }
+        OptimizerConfig::Sgd(_) => {}
     }
     config.validate().context("invalid training settings")?;
     // The tokenizer beside the run, for --resume (not over a run folder that holds another run:
