@@ -12,6 +12,7 @@
 //! * [`tokenizer`]: GPT-2's byte-level BPE tokenizer.
 //! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
 //! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
+//! * [`text2image`]: DALL-E-style text to image (GPT-2 prior over VQ-VAE codes, guidance).
 //! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
 //! * [`folder`]: save and load as `config.json` + `model.safetensors`.
 //!
@@ -33,6 +34,7 @@ pub mod gpt2;
 pub mod judge;
 pub mod mlp;
 pub mod rnn;
+pub mod text2image;
 pub mod tokenizer;
 pub mod tokenizer_train;
 pub mod vqvae;

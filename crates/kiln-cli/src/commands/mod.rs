@@ -4,6 +4,7 @@ pub mod datasets;
 pub mod eval;
 pub mod fit;
 pub mod generate;
+pub mod generate_image;
 pub mod predict;
 pub mod serve;
 pub mod show;

@@ -8,6 +8,7 @@
 //! Progress goes to stderr; Ctrl-C saves a checkpoint and stops (continue with `--resume`).
 
 mod cnn;
+mod dalle;
 mod gpt;
 mod judge;
 mod lm;
@@ -70,6 +71,9 @@ enum TrainModel {
     Vqvae(vqvae::VqVaeArgs),
     /// The shapes judge: a CNN reading each grid cell's object, for prompt fidelity.
     Judge(judge::JudgeArgs),
+    /// DALL-E prior over a VQ-VAE's codes (captioned shapes or digits); writes a text-to-image
+    /// model folder for `kiln generate image`.
+    Dalle(dalle::DalleArgs),
 }
 
 /// Optimizers by name.
@@ -268,6 +272,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Gpt(a) => gpt::train_gpt(a),
         TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
         TrainModel::Judge(a) => judge::train_judge(a),
+        TrainModel::Dalle(a) => dalle::train_dalle(a),
     }
 }
 
