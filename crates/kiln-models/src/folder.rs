@@ -18,6 +18,12 @@ pub fn save(
     config: serde_json::Value,
     vars: &VarMap,
 ) -> Result<()> {
+    ModelFolder::save_parts(dir, kind, meta, config, &var_tensors(vars)?)?;
+    Ok(())
+}
+
+/// The variables of `vars` as f32 tensors under their own names (what [`save`] writes).
+pub fn var_tensors(vars: &VarMap) -> Result<Tensors> {
     let data = vars
         .data()
         .lock()
@@ -31,8 +37,7 @@ pub fn save(
             .to_vec1::<f32>()?;
         tensors.insert_f32(name, t.dims(), values);
     }
-    ModelFolder::save_parts(dir, kind, meta, config, &tensors)?;
-    Ok(())
+    Ok(tensors)
 }
 
 /// Read the folder in `dir`, check it holds a `kind` model, and return its config and a
@@ -75,10 +80,15 @@ pub fn from_bytes(
             config.kind
         )));
     }
-    let map = tensor_map(&Tensors::from_bytes(tensors)?)?;
-    Ok((
-        config,
-        VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu),
+    Ok((config, var_builder(&Tensors::from_bytes(tensors)?)?))
+}
+
+/// A `VarBuilder` (f32, CPU) over the tensors of a model folder.
+pub fn var_builder(tensors: &Tensors) -> Result<VarBuilder<'static>> {
+    Ok(VarBuilder::from_tensors(
+        tensor_map(tensors)?,
+        candle_core::DType::F32,
+        &Device::Cpu,
     ))
 }
 

@@ -13,6 +13,7 @@
 //! * [`tokenizer_train`]: character-level and byte-level BPE tokenizers made from a corpus.
 //! * [`vqvae`]: VQ-VAE image tokenizer (32×32 RGB ↔ 8×8 codes, EMA codebook).
 //! * [`clip`]: a small CLIP (caption and picture encoders, InfoNCE), the text-to-image reranker.
+//! * [`text2image`]: DALL-E-style text to image (GPT-2 prior over VQ-VAE codes, guidance).
 //! * [`judge`]: the shapes judge, a CNN reading each grid cell's object (prompt fidelity).
 //! * [`image_eval`]: the prompt-fidelity benchmark of text-to-image models (judges, prompt
 //!   sets, scoring, reports).
@@ -38,6 +39,7 @@ pub mod image_eval;
 pub mod judge;
 pub mod mlp;
 pub mod rnn;
+pub mod text2image;
 pub mod tokenizer;
 pub mod tokenizer_train;
 pub mod vqvae;

@@ -25,6 +25,8 @@ pub struct GenerateArgs {
 enum Generate {
     /// Continue a prompt (prints the prompt and its continuation, streamed as it is made).
     Text(TextArgs),
+    /// Draw pictures for a prompt with a text-to-image model (one PNG; a grid when --n > 1).
+    Image(super::generate_image::ImageArgs),
 }
 
 #[derive(Args)]
@@ -90,6 +92,7 @@ struct LmFolder {
 pub fn run(args: GenerateArgs) -> Result<()> {
     match args.what {
         Generate::Text(a) => text(a),
+        Generate::Image(a) => super::generate_image::run(a),
     }
 }
 

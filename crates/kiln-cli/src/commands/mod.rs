@@ -5,6 +5,7 @@ pub mod eval;
 pub mod eval_image;
 pub mod fit;
 pub mod generate;
+pub mod generate_image;
 pub mod predict;
 pub mod serve;
 pub mod show;

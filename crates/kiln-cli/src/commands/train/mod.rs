@@ -9,6 +9,7 @@
 
 mod clip;
 mod cnn;
+mod dalle;
 mod gpt;
 mod judge;
 mod lm;
@@ -73,6 +74,9 @@ enum TrainModel {
     Judge(judge::JudgeArgs),
     /// CLIP-style reranker: caption and picture encoders trained contrastively (InfoNCE).
     Clip(clip::ClipArgs),
+    /// DALL-E prior over a VQ-VAE's codes (captioned shapes or digits); writes a text-to-image
+    /// model folder for `kiln generate image`.
+    Dalle(dalle::DalleArgs),
 }
 
 /// Optimizers by name.
@@ -272,6 +276,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainModel::Vqvae(a) => vqvae::train_vqvae(a),
         TrainModel::Judge(a) => judge::train_judge(a),
         TrainModel::Clip(a) => clip::train_clip(a),
+        TrainModel::Dalle(a) => dalle::train_dalle(a),
     }
 }
 

@@ -1,0 +1,289 @@
+//! `kiln train dalle`: the DALL-E prior (`kiln_models::text2image`) on captioned shapes or
+//! captioned MNIST digits, over the codes of a trained VQ-VAE (`kiln train vqvae`). The
+//! pictures are encoded once; the prior then learns the codes from the captions with kiln's
+//! training loop (progress, validation loss, checkpoints, `--resume`). `RUN_DIR/model/` is the
+//! text-to-image model folder (config.json, vqvae/ copied from --vqvae, prior/), which
+//! `kiln generate image --model RUN_DIR` draws from.
+
+use candle_core::{Device, Tensor};
+use kiln_core::folder::Tensors;
+use kiln_core::ModelFolder;
+use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
+use kiln_data::idx::{load_mnist, MnistSplit};
+use kiln_data::shapes::{generate, ShapesParams, Vocabulary, IMAGE_SIZE};
+use kiln_models::text2image::{folder::VQVAE_KIND, ImageModel, ImageSampling, Prior, PriorConfig};
+use kiln_models::vqvae::{images_to_tensor, VqVae, VqVaeConfig};
+
+use super::vqvae::ImageSet;
+use super::*;
+
+#[derive(Args)]
+pub(super) struct DalleArgs {
+    /// The VQ-VAE: a `kiln train vqvae` run folder or its model/ folder.
+    #[arg(long, value_name = "DIR")]
+    vqvae: PathBuf,
+    /// Captioned pictures to learn from.
+    #[arg(long, value_name = "shapes|digits", default_value = "shapes")]
+    dataset: ImageSet,
+    /// Folder of the MNIST IDX files (with --dataset digits).
+    #[arg(long, value_name = "DIR")]
+    mnist: Option<PathBuf>,
+    /// Training pictures (shapes are generated from --seed, held-out combinations excluded;
+    /// digits are the first N of MNIST's training split).
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    train_size: usize,
+    /// Validation pictures (shapes from another seed; digits from MNIST's test split).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    val_size: usize,
+    /// Transformer blocks.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    n_layer: usize,
+    /// Attention heads; must divide --n-embd.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    n_head: usize,
+    /// Width of the residual stream.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    n_embd: usize,
+    /// Caption length in words [default: the longest training caption].
+    #[arg(long, value_name = "L")]
+    caption_len: Option<usize>,
+    /// Dropout on embeddings, attention and residual branches, in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    dropout: f64,
+    /// Probability of training on an empty caption (for classifier-free guidance), in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.1,
+        allow_negative_numbers = true
+    )]
+    cond_drop: f64,
+    /// Final learning rate of --schedule cosine and warmup-cosine.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    min_lr: f64,
+    /// Guidance scale stored as the model's sampling default.
+    #[arg(long, value_name = "G", default_value_t = 3.0)]
+    guidance: f64,
+    /// Temperature stored as the model's sampling default.
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    temperature: f64,
+    /// Top-k stored as the model's sampling default (0: off).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    top_k: usize,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Captions and pictures (n · 32 · 32 · 3 bytes) of the training or the validation part.
+fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8>)> {
+    let n = if train { a.train_size } else { a.val_size };
+    if n == 0 {
+        bail!("--train-size and --val-size must be at least 1");
+    }
+    match a.dataset {
+        ImageSet::Shapes => {
+            // the same streams as `kiln train vqvae`: training from --seed, validation apart
+            let seed = if train {
+                a.run.seed
+            } else {
+                a.run.seed ^ 0x0056_414c_4944
+            };
+            let p = ShapesParams {
+                n,
+                ..Default::default()
+            };
+            let samples = generate(&p, seed)?;
+            let captions = samples.iter().map(|s| s.caption.clone()).collect();
+            Ok((
+                captions,
+                samples.into_iter().flat_map(|s| s.image).collect(),
+            ))
+        }
+        ImageSet::Digits => {
+            let dir = a.mnist.as_ref().context(
+                "--dataset digits needs --mnist DIR (the folder of the MNIST IDX files)",
+            )?;
+            let split = if train {
+                MnistSplit::Train
+            } else {
+                MnistSplit::Test
+            };
+            let m = load_mnist(dir, split)
+                .with_context(|| format!("cannot read MNIST from {}", dir.display()))?;
+            let px = m.rows * m.cols;
+            let mut captions = Vec::new();
+            let mut bytes = Vec::with_capacity(n * IMAGE_SIZE * IMAGE_SIZE * 3);
+            for c in captioned(&m, a.run.seed).into_iter().take(n) {
+                bytes.extend(to_rgb32(
+                    &m.images[c.index * px..(c.index + 1) * px],
+                    m.rows,
+                    m.cols,
+                )?);
+                captions.push(c.caption);
+            }
+            Ok((captions, bytes))
+        }
+    }
+}
+
+/// The VQ-VAE folder of `dir` (a run folder or its model/), its parts and the network.
+fn load_vqvae(dir: &Path) -> Result<((kiln_core::folder::FolderConfig, Tensors), VqVae)> {
+    let dir = crate::models::model_dir(dir);
+    let (config, tensors) = ModelFolder::load_parts(&dir)
+        .with_context(|| format!("--vqvae {}: cannot read the VQ-VAE", dir.display()))?;
+    if config.kind != VQVAE_KIND {
+        bail!(
+            "--vqvae {}: holds a {:?} model, expected a VQ-VAE (kiln train vqvae)",
+            dir.display(),
+            config.kind
+        );
+    }
+    let cfg: VqVaeConfig = serde_json::from_value(config.model.clone())
+        .with_context(|| format!("--vqvae {}: not a VQ-VAE config", dir.display()))?;
+    let net = VqVae::new(cfg, kiln_models::folder::var_builder(&tensors)?)
+        .with_context(|| format!("--vqvae {}: the weights do not fit", dir.display()))?;
+    Ok(((config, tensors), net))
+}
+
+/// Codes (n, G²) of `bytes` (n pictures), encoded 256 at a time.
+fn encode(vq: &VqVae, bytes: &[u8]) -> Result<Tensor> {
+    let size = IMAGE_SIZE * IMAGE_SIZE * 3;
+    let mut all = Vec::new();
+    for chunk in bytes.chunks(256 * size) {
+        let x = images_to_tensor(chunk, chunk.len() / size, 3, IMAGE_SIZE)?;
+        all.push(vq.encode(&x)?.flatten_from(1)?); // (b, G²)
+    }
+    Ok(Tensor::cat(&all, 0)?)
+}
+
+/// Word ids (n, L) of the captions.
+fn caption_ids(vocab: &Vocabulary, captions: &[String], len: usize) -> Result<Tensor> {
+    let mut ids = Vec::with_capacity(captions.len() * len);
+    for c in captions {
+        ids.extend(vocab.encode_padded(c, len)?);
+    }
+    Ok(Tensor::from_vec(ids, (captions.len(), len), &Device::Cpu)?)
+}
+
+pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
+    let sampling = ImageSampling {
+        guidance: a.guidance,
+        temperature: a.temperature,
+        top_k: a.top_k,
+        ..ImageSampling::default()
+    };
+    sampling.validate().context("invalid sampling defaults")?;
+    let (vq_parts, vq) = load_vqvae(&a.vqvae)?;
+    let vocab = match a.dataset {
+        ImageSet::Shapes => Vocabulary::shapes(),
+        ImageSet::Digits => digits_vocabulary(),
+    };
+    let (train_captions, train_bytes) = captioned_pictures(&a, true)?;
+    let (val_captions, val_bytes) = captioned_pictures(&a, false)?;
+    let longest = train_captions
+        .iter()
+        .chain(&val_captions)
+        .map(|c| Vocabulary::split(c).len())
+        .max()
+        .unwrap_or(1);
+    let caption_len = a.caption_len.unwrap_or(longest);
+    if caption_len < longest {
+        bail!("--caption-len {caption_len} is shorter than the longest caption ({longest} words)");
+    }
+    let prior_config = PriorConfig {
+        text_vocab: vocab.len(),
+        caption_len,
+        codebook_size: vq.config().codebook_size,
+        grid: vq.config().grid(),
+        n_layer: a.n_layer,
+        n_head: a.n_head,
+        n_embd: a.n_embd,
+        dropout: a.dropout,
+        cond_drop: a.cond_drop,
+    };
+    prior_config.validate().context("invalid prior settings")?;
+    let dataset = format!("{:?}", a.dataset).to_lowercase();
+    let record = json!({
+        "kind": "text-to-image-prior",
+        "prior": prior_config,
+        "dataset": dataset,
+        "vqvae": a.vqvae,
+        "mnist": a.mnist,
+        "train_size": a.train_size,
+        "val_size": a.val_size,
+    });
+    let mut config = a.run.train_config(record)?;
+    match &mut config.schedule {
+        Schedule::Cosine { eta_min } | Schedule::WarmupCosine { eta_min, .. } => {
+            *eta_min = a.min_lr
+        }
+        _ => {}
+    }
+    config.validate().context("invalid training settings")?;
+
+    let t_enc = Instant::now();
+    let train = TensorData::new(
+        caption_ids(&vocab, &train_captions, caption_len)?,
+        encode(&vq, &train_bytes)?,
+    )?;
+    let valid = TensorData::new(
+        caption_ids(&vocab, &val_captions, caption_len)?,
+        encode(&vq, &val_bytes)?,
+    )?;
+    if !a.run.quiet {
+        eprintln!(
+            "encoded {} + {} pictures with the VQ-VAE in {:.1} s",
+            train.len(),
+            valid.len(),
+            t_enc.elapsed().as_secs_f64()
+        );
+    }
+    let vars = SeededVarMap::new(a.run.seed);
+    let prior = Prior::new(prior_config.clone(), vars.var_builder())?;
+    let t0 = Instant::now();
+    let report = fit(&prior, &vars, &train, &valid, &config, &a.run)?;
+    let wall = t0.elapsed().as_secs_f64();
+
+    let model_dir = a.run.out.join("model");
+    let prior_tensors = kiln_models::folder::var_tensors(vars.var_map())?;
+    ImageModel::new(
+        &dataset,
+        vocab,
+        sampling,
+        vq_parts,
+        (prior_config, prior_tensors),
+    )?
+    .save(&model_dir)
+    .with_context(|| format!("cannot save the model into {}", model_dir.display()))?;
+
+    let final_train = measure(&prior, &train, config.batch_size, TRAIN_MEASURE_MAX)?;
+    let last_eval = history::read(&a.run.out.join("history.jsonl"))?
+        .into_iter()
+        .rev()
+        .find(|r| r.kind == "eval" && r.step == report.steps);
+    let final_valid = match last_eval {
+        Some(r) => json!({ "loss": r.loss, "accuracy": r.accuracy, "examples": valid.len() }),
+        None => measure(&prior, &valid, config.batch_size, usize::MAX)?,
+    };
+    let seen = samples_seen(
+        report.start_step,
+        report.steps,
+        train.len(),
+        config.batch_size,
+    );
+    finish(&a.run, &report, final_train, final_valid, wall, seen, true)?;
+    if !a.run.json {
+        println!("model       {} (text-to-image)", model_dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `kiln train dalle` and `kiln generate image` end to end on a tiny model: training,
+//! resume, the model folder, PNG grids, seeds and clear errors.
+
+mod common;
+use common::{fails, json};
+
+#[test]
+fn dalle_trains_resumes_and_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    json(
+        d,
+        &[
+            "train",
+            "vqvae",
+            "--train-size",
+            "32",
+            "--val-size",
+            "8",
+            "--hidden",
+            "8",
+            "--embed-dim",
+            "4",
+            "--codebook-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--steps",
+            "2",
+            "--quiet",
+            "--json",
+            "--out",
+            "vq",
+        ],
+    );
+    let args = [
+        "train",
+        "dalle",
+        "--vqvae",
+        "vq",
+        "--train-size",
+        "32",
+        "--val-size",
+        "8",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--json",
+        "--out",
+        "run",
+    ];
+    let v = json(d, &[&args[..], &["--steps", "2"]].concat());
+    assert!(v["validation"]["loss"].as_f64().unwrap() > 0.0, "{v}");
+    for f in [
+        "config.json",
+        "vqvae/model.safetensors",
+        "prior/config.json",
+        "prior/model.safetensors",
+    ] {
+        assert!(d.join("run/model").join(f).is_file(), "{f}");
+    }
+    let v = json(d, &[&args[..], &["--steps", "3", "--resume"]].concat());
+    assert_eq!(
+        (v["start_step"].as_u64(), v["steps"].as_u64()),
+        (Some(2), Some(3))
+    );
+
+    let draw = |out: &str, n: &str, seed: &str| {
+        json(
+            d,
+            &[
+                "generate",
+                "image",
+                "--model",
+                "run",
+                "--prompt",
+                "a small red circle in the top left",
+                "--n",
+                n,
+                "--seed",
+                seed,
+                "--scale",
+                "2",
+                "--out",
+                out,
+                "--json",
+            ],
+        )
+    };
+    let v = draw("one.png", "1", "3");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    let img = image::open(d.join("one.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+    // four pictures: a 2×2 grid with a 2-pixel gap
+    let v = draw("grid.png", "4", "3");
+    assert_eq!(v["pictures"], 4);
+    let grid = image::open(d.join("grid.png")).unwrap().to_rgb8();
+    assert_eq!((grid.width(), grid.height()), (130, 130));
+    // the same seed draws the same picture: the first of the grid is the single one
+    let one = image::open(d.join("one.png")).unwrap().to_rgb8();
+    for (x, y, p) in one.enumerate_pixels() {
+        assert_eq!(grid.get_pixel(x, y), p);
+    }
+
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "image",
+            "--model",
+            "run",
+            "--prompt",
+            "a plaid circle",
+            "--out",
+            "x.png",
+        ],
+    );
+    assert!(
+        e.contains("\"plaid\"") && e.contains("vocabulary is"),
+        "{e}"
+    );
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "image",
+            "--model",
+            "run",
+            "--prompt",
+            "a red circle",
+            "--rerank",
+            "4",
+            "--out",
+            "x.png",
+        ],
+    );
+    assert!(e.contains("reranker"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "image",
+            "--model",
+            "vq",
+            "--prompt",
+            "a red circle",
+            "--out",
+            "x.png",
+        ],
+    );
+    assert!(e.contains("text-to-image"), "{e}");
+    let e = fails(d, &["train", "dalle", "--vqvae", "nowhere", "--out", "r2"]);
+    assert!(e.contains("--vqvae nowhere"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "dalle",
+            "--vqvae",
+            "vq",
+            "--dataset",
+            "digits",
+            "--out",
+            "r3",
+        ],
+    );
+    assert!(e.contains("--mnist"), "{e}");
+}
+
+#[test]
+fn without_a_model_folder_the_error_says_to_pass_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(
+        dir.path(),
+        &[
+            "generate",
+            "image",
+            "--prompt",
+            "a red circle",
+            "--out",
+            "e.png",
+        ],
+    );
+    assert!(e.contains("--model DIR"), "{e}");
+}

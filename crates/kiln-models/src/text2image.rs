@@ -1,0 +1,419 @@
+//! Text to image, DALL-E style (Ramesh et al. 2021, "Zero-Shot Text-to-Image Generation"): a
+//! transformer prior continues a caption with the 8×8 grid of a VQ-VAE's codes
+//! ([`crate::vqvae`]), and the VQ-VAE's decoder paints them.
+//!
+//! * [`Prior`]: one [`Gpt2`] over a joint vocabulary `[caption words | <image> | K codes]`.
+//!   The sequence is the caption padded with `<pad>` to `caption_len` words, then `<image>`,
+//!   then the codes in raster order. Text tokens and image codes have disjoint rows of `wte`,
+//!   and text positions (0..L) and image positions (L..L+G²) disjoint learned rows of `wpe`:
+//!   these are the separate text and image embeddings of DALL-E. The loss is the
+//!   cross-entropy of the image codes only, with logits restricted to the K code ids.
+//! * Classifier-free guidance (Ho & Salimans 2022): in training a caption becomes all `<pad>`
+//!   with probability `cond_drop` (drawn from the step's seeded generator); at sampling the
+//!   conditional rows and their unconditional twins run in one batch through the KV cache and
+//!   the next code is drawn from `uncond + g·(cond − uncond)`, with temperature and top-k.
+//! * [`ImageModel`] (in [`folder`]): the VQ-VAE, the prior and the caption vocabulary as one
+//!   model folder, with [`ImageModel::generate`] (prompt → pictures) and optional reranking.
+//!   [`embedded`] is the default shapes model compiled into kiln.
+//!
+//! Train with `kiln train dalle --vqvae RUN --dataset shapes`; draw with
+//! `kiln generate image --prompt "a small red circle in the top left" --out a.png`.
+//!
+//! Legend: B batch (pictures), R rows (B, or 2B with guidance), L caption length, G code grid
+//! side, N = G² codes, K codebook size, C width, V joint vocabulary.
+
+pub mod folder;
+
+pub use folder::{ImageModel, ImageSampling, Reranker, IMAGE_MODEL_KIND, PRIOR_KIND};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use kiln_nn::layers::Mode;
+use kiln_nn::{loss, Error, EvalSums, Result, TrainStep};
+use rand::Rng as _;
+
+use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::rnn::{sample_next, SamplingConfig};
+
+/// Id of `<pad>` in every caption vocabulary (kiln-data's `Vocabulary`).
+pub const PAD_ID: u32 = 0;
+
+/// Prior hyperparameters (`prior/config.json` keys).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PriorConfig {
+    /// Caption vocabulary size, `<pad>` included (default 32).
+    pub text_vocab: usize,
+    /// Caption length L in words; shorter captions are padded with `<pad>` (default 16).
+    pub caption_len: usize,
+    /// VQ-VAE codebook size K (default 256).
+    pub codebook_size: usize,
+    /// Side G of the code grid; a picture is G² codes (default 8).
+    pub grid: usize,
+    /// Transformer blocks (default 4).
+    pub n_layer: usize,
+    /// Attention heads; must divide `n_embd` (default 4).
+    pub n_head: usize,
+    /// Width C (default 128).
+    pub n_embd: usize,
+    /// Dropout on embeddings, attention and residual branches in training, in [0, 1)
+    /// (default 0).
+    pub dropout: f64,
+    /// Probability that a training caption is replaced by all `<pad>` (the unconditional
+    /// model of classifier-free guidance), in [0, 1) (default 0.1).
+    pub cond_drop: f64,
+}
+
+impl Default for PriorConfig {
+    fn default() -> Self {
+        Self {
+            text_vocab: 32,
+            caption_len: 16,
+            codebook_size: 256,
+            grid: 8,
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            dropout: 0.0,
+            cond_drop: 0.1,
+        }
+    }
+}
+
+impl PriorConfig {
+    /// Check every option, naming the one out of range (the transformer's own checks follow
+    /// in [`Gpt2Config::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        for (name, v, min) in [
+            ("text_vocab", self.text_vocab, 2),
+            ("caption_len", self.caption_len, 1),
+            ("codebook_size", self.codebook_size, 2),
+            ("grid", self.grid, 1),
+        ] {
+            if v < min {
+                return Err(Error::param(name, v, &format!("≥ {min}")));
+            }
+        }
+        if !(0.0..1.0).contains(&self.cond_drop) {
+            return Err(Error::param("cond_drop", self.cond_drop, "in [0, 1)"));
+        }
+        self.gpt2_config().validate()
+    }
+
+    /// Codes per picture, N = G².
+    pub fn n_codes(&self) -> usize {
+        self.grid * self.grid
+    }
+
+    /// Id of the `<image>` start token (right after the caption words).
+    pub fn image_token(&self) -> u32 {
+        self.text_vocab as u32
+    }
+
+    /// Id of code 0; code c is `code_offset() + c`.
+    pub fn code_offset(&self) -> u32 {
+        self.text_vocab as u32 + 1
+    }
+
+    /// The transformer: vocabulary V = words + 1 + K, positions L + N (the last code is never
+    /// an input), no BOS/EOS.
+    pub fn gpt2_config(&self) -> Gpt2Config {
+        Gpt2Config {
+            vocab_size: self.text_vocab + 1 + self.codebook_size,
+            n_positions: self.caption_len + self.n_codes(),
+            n_embd: self.n_embd,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            resid_pdrop: self.dropout,
+            embd_pdrop: self.dropout,
+            attn_pdrop: self.dropout,
+            bos_token_id: None,
+            eos_token_id: None,
+            architectures: None,
+            ..Gpt2Config::default()
+        }
+    }
+}
+
+/// How [`Prior::sample`] draws codes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CodeSampling {
+    /// Classifier-free guidance scale g: 1 is the conditional model alone (no unconditional
+    /// rows are run), 0 the unconditional one, above 1 sharpens towards the caption.
+    pub guidance: f64,
+    /// Softmax temperature; 0 takes the most likely code.
+    pub temperature: f64,
+    /// Draw among the k most likely codes only; 0 draws among all.
+    pub top_k: usize,
+}
+
+/// The DALL-E prior: a GPT-2 that continues a caption with image codes.
+pub struct Prior {
+    config: PriorConfig,
+    gpt: Gpt2,
+}
+
+impl Prior {
+    /// Build from `vb` (GPT-2 names: `wte`, `wpe`, `h.{i}.*`, `ln_f`).
+    pub fn new(config: PriorConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let gpt = Gpt2::new(&config.gpt2_config(), vb)?;
+        Ok(Self { config, gpt })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &PriorConfig {
+        &self.config
+    }
+
+    /// The transformer.
+    pub fn gpt(&self) -> &Gpt2 {
+        &self.gpt
+    }
+
+    fn check_captions(&self, captions: &Tensor) -> Result<usize> {
+        let l = self.config.caption_len;
+        match captions.dims() {
+            &[b, t] if t == l && b > 0 => Ok(b),
+            d => Err(Error::shape(format!(
+                "prior: expected captions (batch, {l}) of word ids, got {d:?}"
+            ))),
+        }
+    }
+
+    /// Logits over the K codes (B, N, K) for every code of `codes` (B, N) given `captions`
+    /// (B, L) (word ids, u32): one pass over the whole sequence (teacher forcing).
+    pub fn code_logits(&self, captions: &Tensor, codes: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let b = self.check_captions(captions)?;
+        let (n, l) = (self.config.n_codes(), self.config.caption_len);
+        if codes.dims() != [b, n] {
+            return Err(Error::shape(format!(
+                "prior: expected codes (batch, {n}) = ({b}, {n}), got {:?}",
+                codes.dims()
+            )));
+        }
+        // ids (B, L+N): the caption, <image>, then every code but the last
+        let caps = captions.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let codes_v = codes.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let offset = self.config.code_offset();
+        let mut ids = Vec::with_capacity(b * (l + n));
+        for (c, z) in caps.iter().zip(&codes_v) {
+            ids.extend_from_slice(c);
+            ids.push(self.config.image_token());
+            ids.extend(z[..n - 1].iter().map(|&x| x + offset));
+        }
+        let ids = Tensor::from_vec(ids, (b, l + n), captions.device())?; // (B, L+N)
+        let hidden = self.gpt.hidden(&ids, None, None, mode)?; // (B, L+N, C)
+        self.code_head(&hidden.narrow(1, l, n)?) // (B, N, K)
+    }
+
+    /// Hidden states (..., C) → logits over the codes (..., K).
+    fn code_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let logits = self.gpt.logits(hidden)?; // (..., V)
+        let last = logits.rank() - 1;
+        Ok(logits.narrow(
+            last,
+            self.config.code_offset() as usize,
+            self.config.codebook_size,
+        )?) // (..., K)
+    }
+
+    /// Draw N codes for each caption (word ids, each exactly L long), row r with `rngs[r]`,
+    /// using the KV cache: the caption and `<image>` run once, then one code per step.
+    pub fn sample(
+        &self,
+        captions: &[Vec<u32>],
+        s: &CodeSampling,
+        rngs: &mut [kiln_core::Rng],
+    ) -> Result<Vec<Vec<u32>>> {
+        let rows = self.rows(captions, s)?;
+        let (l, n) = (self.config.caption_len, self.config.n_codes());
+        let r = rows.len() / (l + 1);
+        let dev = Device::Cpu;
+        let mut cache = self.gpt.new_cache(l + n);
+        let eval = Mode::eval();
+        let offset = self.config.code_offset();
+        self.sample_loop(captions.len(), s, rngs, |last| {
+            let hidden = match last {
+                None => {
+                    let ids = Tensor::from_vec(rows.clone(), (r, l + 1), &dev)?; // (R, L+1)
+                    let h = self.gpt.hidden(&ids, Some(&mut cache), None, &eval)?; // (R, L+1, C)
+                    h.narrow(1, l, 1)? // (R, 1, C)
+                }
+                Some(codes) => {
+                    let ids: Vec<u32> = (0..r).map(|i| codes[i % codes.len()] + offset).collect();
+                    let ids = Tensor::from_vec(ids, (r, 1), &dev)?; // (R, 1)
+                    self.gpt.hidden(&ids, Some(&mut cache), None, &eval)? // (R, 1, C)
+                }
+            };
+            Ok(self.code_head(&hidden)?.flatten_all()?.to_vec1::<f32>()?)
+        })
+    }
+
+    /// [`Prior::sample`] without the KV cache: every step recomputes the whole sequence. The
+    /// plain reference the cached version is tested against; slow.
+    pub fn sample_uncached(
+        &self,
+        captions: &[Vec<u32>],
+        s: &CodeSampling,
+        rngs: &mut [kiln_core::Rng],
+    ) -> Result<Vec<Vec<u32>>> {
+        let mut rows = self.rows(captions, s)?;
+        let l = self.config.caption_len;
+        let r = rows.len() / (l + 1);
+        let mut len = l + 1;
+        let offset = self.config.code_offset();
+        self.sample_loop(captions.len(), s, rngs, |last| {
+            if let Some(codes) = last {
+                // append each row's new code: rebuild the (R, len + 1) matrix
+                let mut next = Vec::with_capacity(r * (len + 1));
+                for i in 0..r {
+                    next.extend_from_slice(&rows[i * len..(i + 1) * len]);
+                    next.push(codes[i % codes.len()] + offset);
+                }
+                rows = next;
+                len += 1;
+            }
+            let ids = Tensor::from_vec(rows.clone(), (r, len), &Device::Cpu)?; // (R, len)
+            let h = self.gpt.hidden(&ids, None, None, &Mode::eval())?; // (R, len, C)
+            Ok(self
+                .code_head(&h.narrow(1, len - 1, 1)?)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        })
+    }
+
+    /// The prefix of every row, flattened (R, L + 1): the captions and `<image>`, then (with
+    /// guidance ≠ 1) as many all-`<pad>` captions and `<image>`.
+    fn rows(&self, captions: &[Vec<u32>], s: &CodeSampling) -> Result<Vec<u32>> {
+        let l = self.config.caption_len;
+        if captions.is_empty() {
+            return Err(Error::shape("prior: no captions to sample for"));
+        }
+        for (i, c) in captions.iter().enumerate() {
+            if c.len() != l {
+                return Err(Error::shape(format!(
+                    "prior: caption {i} has {} word ids, expected exactly {l} (pad with <pad>)",
+                    c.len()
+                )));
+            }
+            if let Some(&bad) = c.iter().find(|&&w| w as usize >= self.config.text_vocab) {
+                return Err(Error::shape(format!(
+                    "prior: word id {bad} out of range for a caption vocabulary of {}",
+                    self.config.text_vocab
+                )));
+            }
+        }
+        let guided = s.guidance != 1.0;
+        let mut rows = Vec::with_capacity(2 * captions.len() * (l + 1));
+        for c in captions {
+            rows.extend_from_slice(c);
+            rows.push(self.config.image_token());
+        }
+        if guided {
+            for _ in captions {
+                rows.extend(std::iter::repeat_n(PAD_ID, l));
+                rows.push(self.config.image_token());
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The sampling loop shared by the cached and the uncached versions: `step(None)` gives
+    /// the code logits (R·K) after the prefix, `step(Some(codes))` after feeding each row's
+    /// newest code (one per picture; the unconditional twin of picture b gets b's code).
+    fn sample_loop(
+        &self,
+        b: usize,
+        s: &CodeSampling,
+        rngs: &mut [kiln_core::Rng],
+        mut step: impl FnMut(Option<&[u32]>) -> Result<Vec<f32>>,
+    ) -> Result<Vec<Vec<u32>>> {
+        if rngs.len() != b {
+            return Err(Error::shape(format!(
+                "prior: {b} captions need {b} generators, got {}",
+                rngs.len()
+            )));
+        }
+        for (name, v) in [("guidance", s.guidance), ("temperature", s.temperature)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(name, v, "a finite number ≥ 0"));
+            }
+        }
+        let (k, n) = (self.config.codebook_size, self.config.n_codes());
+        let guided = s.guidance != 1.0;
+        let cfg = SamplingConfig {
+            temperature: s.temperature,
+            top_k: (s.top_k > 0).then_some(s.top_k),
+            seed: 0,
+        };
+        let g = s.guidance as f32;
+        let mut out: Vec<Vec<u32>> = vec![Vec::with_capacity(n); b];
+        let mut logits = step(None)?; // (R·K)
+        let mut mixed = vec![0f32; k];
+        for j in 0..n {
+            let mut newest = Vec::with_capacity(b);
+            for (i, rng) in rngs.iter_mut().enumerate() {
+                let cond = &logits[i * k..(i + 1) * k];
+                let row: &[f32] = if guided {
+                    let uncond = &logits[(b + i) * k..(b + i + 1) * k];
+                    for ((m, &c), &u) in mixed.iter_mut().zip(cond).zip(uncond) {
+                        *m = u + g * (c - u);
+                    }
+                    &mixed
+                } else {
+                    cond
+                };
+                let code = sample_next(row, &cfg, rng);
+                out[i].push(code);
+                newest.push(code);
+            }
+            if j + 1 < n {
+                logits = step(Some(&newest))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl TrainStep for Prior {
+    /// Captions (B, L) and codes (B, N), both u32.
+    type Batch = (Tensor, Tensor);
+
+    /// Mean cross-entropy of the codes; each caption is dropped (all `<pad>`) with probability
+    /// `cond_drop`, drawn from the step's generator.
+    fn loss(&self, (captions, codes): &Self::Batch, mode: &Mode) -> Result<Tensor> {
+        let b = self.check_captions(captions)?;
+        let p = self.config.cond_drop;
+        let drop = mode
+            .with_rng(|rng| (0..b).map(|_| rng.random::<f64>() < p).collect::<Vec<_>>())
+            .filter(|d| d.iter().any(|&x| x));
+        let captions = match drop {
+            Some(drop) => {
+                let mut ids = captions.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+                for (row, d) in ids.iter_mut().zip(drop) {
+                    if d {
+                        row.fill(PAD_ID);
+                    }
+                }
+                let l = self.config.caption_len;
+                Tensor::from_vec(ids.concat(), (b, l), captions.device())?
+            }
+            None => captions.clone(),
+        };
+        let logits = self.code_logits(&captions, codes, mode)?;
+        loss::cross_entropy(&logits, codes)
+    }
+
+    /// Loss summed over every code (count = B·N) and codes predicted exactly (arg-max).
+    fn evaluate(&self, (captions, codes): &Self::Batch) -> Result<EvalSums> {
+        let logits = self.code_logits(captions, codes, &Mode::eval())?;
+        let n = codes.elem_count();
+        let l = loss::cross_entropy(&logits, codes)?.to_scalar::<f32>()? as f64;
+        Ok(EvalSums {
+            loss_sum: l * n as f64,
+            count: n,
+            correct: Some(loss::correct(&logits, codes)?),
+        })
+    }
+}

@@ -1,0 +1,506 @@
+//! The DALL-E prior and the text-to-image model folder: a tiny prior overfits a handful of
+//! captions and draws their codes back, KV-cached sampling equals full recomputation, guidance
+//! 1 is the conditional model, seeds, reranking, save/load and clear errors.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use kiln_core::folder::{ModelMeta, Tensors};
+use kiln_core::ModelFolder;
+use kiln_data::shapes::{generate, ShapesParams, Vocabulary};
+use kiln_models::folder::var_tensors;
+use kiln_models::text2image::*;
+use kiln_models::vqvae::{VqVae, VqVaeConfig};
+use kiln_nn::init::SeededVarMap;
+use kiln_nn::optim::{AdamConfig, Optimizer, OptimizerConfig, Params};
+use kiln_nn::{Mode, TrainStep};
+
+const PICTURES: usize = 4;
+
+fn tiny_config() -> PriorConfig {
+    PriorConfig {
+        text_vocab: Vocabulary::shapes().len(),
+        caption_len: 17,
+        codebook_size: 16,
+        grid: 8,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 32,
+        dropout: 0.0,
+        cond_drop: 0.1,
+    }
+}
+
+/// Four shapes captions, each with its own random code grid (K = 16, 8×8).
+fn handful() -> (Vec<String>, Vec<Vec<u32>>) {
+    let samples = generate(
+        &ShapesParams {
+            n: PICTURES,
+            ..Default::default()
+        },
+        3,
+    )
+    .unwrap();
+    let captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
+    let mut rng = kiln_core::rng(11);
+    let codes = (0..PICTURES)
+        .map(|_| {
+            (0..64)
+                .map(|_| rand::Rng::random_range(&mut rng, 0..16u32))
+                .collect()
+        })
+        .collect();
+    (captions, codes)
+}
+
+fn caption_ids(captions: &[String]) -> Vec<Vec<u32>> {
+    let v = Vocabulary::shapes();
+    captions
+        .iter()
+        .map(|c| v.encode_padded(c, 17).unwrap())
+        .collect()
+}
+
+/// The prior trained (once per test binary) until it knows the handful by heart.
+fn overfit() -> &'static (Prior, Tensors) {
+    static TRAINED: OnceLock<(Prior, Tensors)> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let (captions, codes) = handful();
+        let ids = caption_ids(&captions);
+        let x = Tensor::from_vec(ids.concat(), (PICTURES, 17), &Device::Cpu).unwrap();
+        let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
+        let vars = SeededVarMap::new(5);
+        let prior = Prior::new(tiny_config(), vars.var_builder()).unwrap();
+        let mut opt = Optimizer::new(
+            OptimizerConfig::Adam(AdamConfig {
+                lr: 1e-2,
+                ..Default::default()
+            }),
+            Params::from_var_map(vars.var_map()).unwrap(),
+        )
+        .unwrap();
+        let batch = (x, y);
+        for step in 0..150 {
+            let l = prior.loss(&batch, &Mode::train(step)).unwrap();
+            opt.step(&l.backward().unwrap()).unwrap();
+        }
+        let sums = prior.evaluate(&batch).unwrap();
+        assert!(
+            sums.accuracy().unwrap() == 1.0,
+            "teacher-forced accuracy {:?}, loss {}",
+            sums.accuracy(),
+            sums.loss()
+        );
+        let tensors = var_tensors(vars.var_map()).unwrap();
+        (prior, tensors)
+    })
+}
+
+fn rngs(n: usize, seed: u64) -> Vec<kiln_core::Rng> {
+    (0..n).map(|i| kiln_core::rng(seed + i as u64)).collect()
+}
+
+fn greedy(guidance: f64) -> CodeSampling {
+    CodeSampling {
+        guidance,
+        temperature: 0.0,
+        top_k: 0,
+    }
+}
+
+#[test]
+fn an_overfitted_prior_draws_the_codes_of_each_caption() {
+    let (prior, _) = overfit();
+    let (captions, codes) = handful();
+    let ids = caption_ids(&captions);
+    // (guidance 1: the unconditional half of this tiny prior saw too few empty captions for
+    // g > 1 to be exact)
+    let got = prior
+        .sample(&ids, &greedy(1.0), &mut rngs(PICTURES, 0))
+        .unwrap();
+    assert_eq!(got, codes);
+    // low temperature sampling draws them too
+    let s = CodeSampling {
+        guidance: 1.0,
+        temperature: 0.3,
+        top_k: 4,
+    };
+    assert_eq!(
+        prior.sample(&ids, &s, &mut rngs(PICTURES, 9)).unwrap(),
+        codes
+    );
+}
+
+#[test]
+fn kv_cached_sampling_equals_full_recomputation() {
+    let (prior, _) = overfit();
+    let (captions, _) = handful();
+    let ids = caption_ids(&captions);
+    for s in [
+        CodeSampling {
+            guidance: 2.0,
+            temperature: 1.5,
+            top_k: 0,
+        },
+        CodeSampling {
+            guidance: 1.0,
+            temperature: 2.0,
+            top_k: 5,
+        },
+    ] {
+        let cached = prior.sample(&ids, &s, &mut rngs(PICTURES, 1)).unwrap();
+        let full = prior
+            .sample_uncached(&ids, &s, &mut rngs(PICTURES, 1))
+            .unwrap();
+        assert_eq!(cached, full, "{s:?}");
+    }
+    // and for a fresh (untrained) prior, greedy
+    let fresh = Prior::new(tiny_config(), SeededVarMap::new(1).var_builder()).unwrap();
+    let cached = fresh
+        .sample(&ids, &greedy(3.0), &mut rngs(PICTURES, 1))
+        .unwrap();
+    let full = fresh
+        .sample_uncached(&ids, &greedy(3.0), &mut rngs(PICTURES, 1))
+        .unwrap();
+    assert_eq!(cached, full);
+}
+
+#[test]
+fn guidance_one_is_the_conditional_model() {
+    let (prior, _) = overfit();
+    let (captions, _) = handful();
+    let ids = caption_ids(&captions);
+    let s = |guidance| CodeSampling {
+        guidance,
+        temperature: 1.5,
+        top_k: 0,
+    };
+    // 1 runs the conditional rows alone; 1 + 1e-12 runs them beside the unconditional ones
+    // and mixes u + g·(c − u)
+    let alone = prior.sample(&ids, &s(1.0), &mut rngs(PICTURES, 4)).unwrap();
+    let mixed = prior
+        .sample(&ids, &s(1.0 + 1e-12), &mut rngs(PICTURES, 4))
+        .unwrap();
+    assert_eq!(alone, mixed);
+    // guidance 0 is the unconditional model: the same pictures whatever the caption
+    let uncond = prior
+        .sample(&ids, &greedy(0.0), &mut rngs(PICTURES, 4))
+        .unwrap();
+    assert!(uncond.iter().all(|c| c == &uncond[0]));
+}
+
+/// An image model over the overfitted prior and a fresh tiny VQ-VAE (K = 16).
+fn tiny_model() -> ImageModel {
+    let (_, prior_tensors) = overfit();
+    let vq_cfg = VqVaeConfig {
+        hidden: 8,
+        embed_dim: 4,
+        codebook_size: 16,
+        ..Default::default()
+    };
+    ImageModel::new(
+        "shapes",
+        Vocabulary::shapes(),
+        ImageSampling::default(),
+        vqvae_parts(&vq_cfg),
+        (tiny_config(), prior_tensors.clone()),
+    )
+    .unwrap()
+}
+
+fn vqvae_parts(cfg: &VqVaeConfig) -> (kiln_core::folder::FolderConfig, Tensors) {
+    let vars = SeededVarMap::new(2);
+    VqVae::new(cfg.clone(), vars.var_builder()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = ModelMeta {
+        features: vec![],
+        target: "picture".into(),
+        classes: None,
+        preprocessing: None,
+    };
+    kiln_models::folder::save(
+        dir.path(),
+        "vqvae",
+        &meta,
+        serde_json::to_value(cfg).unwrap(),
+        vars.var_map(),
+    )
+    .unwrap();
+    ModelFolder::load_parts(dir.path()).unwrap()
+}
+
+#[test]
+fn the_model_draws_pictures_reproducibly() {
+    let m = tiny_model();
+    let (captions, codes) = handful();
+    let s = ImageSampling {
+        n: 3,
+        seed: 5,
+        ..Default::default()
+    };
+    let a = m.generate(&captions[0], &s).unwrap();
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|p| p.len() == 32 * 32 * 3));
+    assert_eq!(a, m.generate(&captions[0], &s).unwrap(), "same seed");
+    // picture i does not depend on how many are drawn beside it
+    let one = m
+        .generate(&captions[0], &ImageSampling { n: 1, ..s.clone() })
+        .unwrap();
+    assert_eq!(one[0], a[0]);
+    // the pictures are the decoded codes of the caption
+    let g = Tensor::from_vec(codes[0].clone(), (1, 8, 8), &Device::Cpu).unwrap();
+    let want = kiln_models::vqvae::tensor_to_images(&m.vqvae().decode(&g).unwrap()).unwrap();
+    let greedy = ImageSampling {
+        temperature: 0.0,
+        guidance: 1.0,
+        ..s.clone()
+    };
+    assert_eq!(m.generate(&captions[0], &greedy).unwrap()[0], want);
+    // at a high temperature another seed draws other pictures
+    let hot = |seed| ImageSampling {
+        temperature: 3.0,
+        seed,
+        ..s.clone()
+    };
+    assert_ne!(
+        m.generate(&captions[0], &hot(1)).unwrap(),
+        m.generate(&captions[0], &hot(2)).unwrap()
+    );
+}
+
+#[test]
+fn a_prior_without_weights_is_a_clear_error() {
+    let vq = VqVaeConfig {
+        hidden: 8,
+        embed_dim: 4,
+        codebook_size: 16,
+        ..Default::default()
+    };
+    let empty = var_tensors(SeededVarMap::new(8).var_map()).unwrap();
+    let e = ImageModel::new(
+        "shapes",
+        Vocabulary::shapes(),
+        ImageSampling::default(),
+        vqvae_parts(&vq),
+        (tiny_config(), empty),
+    )
+    .err()
+    .expect("a prior without weights")
+    .to_string();
+    assert!(e.contains("prior") && e.contains("does not fit"), "{e}");
+}
+
+#[test]
+fn unknown_words_and_bad_settings_are_clear_errors() {
+    let m = tiny_model();
+    let e = m
+        .generate("a plaid circle", &ImageSampling::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"plaid\"") && e.contains("vocabulary") && e.contains("circle"),
+        "{e}"
+    );
+    let long =
+        "a small red circle in the top left and a large blue square in the bottom right and a";
+    let e = m
+        .generate(long, &ImageSampling::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 17"), "{e}");
+    for (s, what) in [
+        (
+            ImageSampling {
+                n: 0,
+                ..Default::default()
+            },
+            "n",
+        ),
+        (
+            ImageSampling {
+                guidance: -1.0,
+                ..Default::default()
+            },
+            "guidance",
+        ),
+        (
+            ImageSampling {
+                temperature: f64::NAN,
+                ..Default::default()
+            },
+            "temperature",
+        ),
+        (
+            ImageSampling {
+                rerank: 0,
+                ..Default::default()
+            },
+            "rerank",
+        ),
+        (
+            ImageSampling {
+                rerank: 3,
+                ..Default::default()
+            },
+            "reranker",
+        ),
+    ] {
+        let e = m.generate("a red circle", &s).unwrap_err().to_string();
+        assert!(e.contains(what), "{what}: {e}");
+    }
+    let bad = PriorConfig {
+        cond_drop: 1.0,
+        ..tiny_config()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("cond_drop"));
+    let bad = PriorConfig {
+        n_head: 3,
+        ..tiny_config()
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("n_head"));
+}
+
+/// Scores a picture by its brightness.
+struct Brightness;
+
+impl Reranker for Brightness {
+    fn score(&self, _caption: &str, images: &[u8], n: usize) -> kiln_nn::Result<Vec<f32>> {
+        assert_eq!(images.len(), n * 32 * 32 * 3);
+        Ok(images
+            .chunks(32 * 32 * 3)
+            .map(|p| p.iter().map(|&v| v as f32).sum())
+            .collect())
+    }
+}
+
+#[test]
+fn reranking_keeps_the_best_candidate_of_each_group() {
+    let mut m = tiny_model();
+    m.set_reranker(Box::new(Brightness));
+    let s = ImageSampling {
+        n: 2,
+        rerank: 3,
+        temperature: 3.0,
+        seed: 2,
+        ..Default::default()
+    };
+    let kept = m.generate("a red circle", &s).unwrap();
+    let all = m
+        .generate(
+            "a red circle",
+            &ImageSampling {
+                n: 6,
+                rerank: 1,
+                ..s.clone()
+            },
+        )
+        .unwrap();
+    let bright = |p: &Vec<u8>| p.iter().map(|&v| v as u64).sum::<u64>();
+    for (g, k) in kept.iter().enumerate() {
+        let best = all[g * 3..g * 3 + 3]
+            .iter()
+            .max_by_key(|p| bright(p))
+            .unwrap();
+        assert_eq!(k, best, "group {g}");
+    }
+}
+
+fn load_err(dir: &Path) -> String {
+    match ImageModel::load(dir) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn save_and_load_round_trip_and_broken_folders_are_clear_errors() {
+    let m = tiny_model();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("m");
+    m.save(&d).unwrap();
+    let back = ImageModel::load(&d).unwrap();
+    assert_eq!(back.dataset(), "shapes");
+    assert_eq!(back.vocabulary(), &Vocabulary::shapes());
+    let s = ImageSampling {
+        n: 2,
+        seed: 3,
+        ..Default::default()
+    };
+    assert_eq!(
+        back.generate("a red circle", &s).unwrap(),
+        m.generate("a red circle", &s).unwrap()
+    );
+
+    assert!(load_err(&dir.path().join("nothing")).contains("not a folder"));
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        copy_dir(&d, &to);
+        to
+    };
+    let c = copy("no-prior");
+    std::fs::remove_dir_all(c.join("prior")).unwrap();
+    let e = load_err(&c);
+    assert!(e.contains("prior") && e.contains("missing"), "{e}");
+
+    let c = copy("corrupt");
+    let f = c.join("prior/model.safetensors");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&f, bytes).unwrap();
+    let e = load_err(&c);
+    assert!(e.contains("checksum") && e.contains("prior"), "{e}");
+
+    let c = copy("no-config");
+    std::fs::remove_file(c.join("config.json")).unwrap();
+    assert!(load_err(&c).contains("config.json"));
+
+    // a VQ-VAE with another codebook size than the prior's
+    let c = copy("mismatch");
+    let other = vqvae_parts(&VqVaeConfig {
+        hidden: 8,
+        embed_dim: 4,
+        codebook_size: 32,
+        ..Default::default()
+    });
+    ModelFolder::save_parts(
+        &c.join("vqvae"),
+        "vqvae",
+        &other.0.meta,
+        other.0.model.clone(),
+        &other.1,
+    )
+    .unwrap();
+    let e = load_err(&c);
+    assert!(
+        e.contains("do not fit") && e.contains("codebook of 16") && e.contains("32"),
+        "{e}"
+    );
+
+    // the prior folder in place of the VQ-VAE
+    let c = copy("swapped");
+    std::fs::remove_dir_all(c.join("vqvae")).unwrap();
+    copy_dir(&c.join("prior"), &c.join("vqvae"));
+    let e = load_err(&c);
+    assert!(
+        e.contains("vqvae") && e.contains("expected \"vqvae\""),
+        "{e}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
