@@ -29,7 +29,7 @@ enum Command {
     /// Predict with a saved model.
     Predict(commands::predict::PredictArgs),
     /// Evaluate a saved model on labelled data.
-    Eval(commands::eval::EvalArgs),
+    Eval(commands::eval::EvalCommand),
     /// Train a neural network into a run folder (progress on stderr; Ctrl-C checkpoints).
     Train(Box<commands::train::TrainArgs>),
     /// Generate with a trained model (text from a character language model).
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fit(args) => commands::fit::run(*args),
         Command::Predict(args) => commands::predict::run(args),
-        Command::Eval(args) => commands::eval::run(args),
+        Command::Eval(args) => commands::eval::run_command(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Serve(args) => commands::serve::run(args),

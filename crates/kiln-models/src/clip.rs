@@ -214,6 +214,33 @@ impl Clip {
     /// `model.safetensors`, a missing tensor or one of the wrong shape.
     pub fn load(dir: &Path) -> Result<Clip> {
         let (folder, tensors) = crate::folder::load_tensors(dir, CLIP_KIND)?;
+        Self::from_parts(dir, folder, tensors)
+    }
+
+    /// Build from the bytes of a folder's `config.json` and `model.safetensors` (a model
+    /// compiled into the binary); `name` labels errors.
+    pub fn from_bytes(name: &str, config_json: &[u8], safetensors: &[u8]) -> Result<Clip> {
+        let dir = Path::new(name);
+        let folder: kiln_core::folder::FolderConfig = serde_json::from_slice(config_json)
+            .map_err(|e| kiln_core::Error::folder(dir, format!("config.json: {e}")))?;
+        if folder.kind != CLIP_KIND {
+            return Err(kiln_core::Error::folder(
+                dir,
+                format!("holds a {:?} model, expected {CLIP_KIND:?}", folder.kind),
+            )
+            .into());
+        }
+        let tensors =
+            crate::folder::tensor_map(&kiln_core::folder::Tensors::from_bytes(safetensors)?)?;
+        Self::from_parts(dir, folder, tensors)
+    }
+
+    /// Build from a folder's config and tensors; `dir` labels errors.
+    fn from_parts(
+        dir: &Path,
+        folder: kiln_core::folder::FolderConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+    ) -> Result<Clip> {
         let config: ClipConfig = serde_json::from_value(folder.model).map_err(|e| {
             kiln_core::Error::folder(dir, format!("config.json: bad CLIP settings: {e}"))
         })?;

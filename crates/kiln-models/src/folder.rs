@@ -93,7 +93,7 @@ pub fn var_builder(tensors: &Tensors) -> Result<VarBuilder<'static>> {
 }
 
 /// A folder's tensors by name, as f32 on the CPU.
-fn tensor_map(tensors: &Tensors) -> Result<HashMap<String, Tensor>> {
+pub fn tensor_map(tensors: &Tensors) -> Result<HashMap<String, Tensor>> {
     let mut map = HashMap::new();
     for name in tensors.names() {
         let t = tensors.get(name)?;

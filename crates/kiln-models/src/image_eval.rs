@@ -1046,3 +1046,33 @@ impl ImageSource for GroundTruthShapes {
             .collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// kiln's own text-to-image models
+
+/// Candidates drawn per kept picture when the benchmark asks for reranking (a model whose
+/// sampling defaults name more keeps its own number).
+pub const RERANK_CANDIDATES: usize = 8;
+
+impl ImageSource for crate::text2image::ImageModel {
+    fn dataset(&self) -> &str {
+        crate::text2image::ImageModel::dataset(self)
+    }
+
+    /// The model's own sampling defaults; with `rerank`, the best of
+    /// [`RERANK_CANDIDATES`] (or the model's default, if larger) per picture.
+    fn draw(&self, prompt: &str, n: usize, seed: u64, rerank: bool) -> Result<Vec<Vec<u8>>> {
+        let d = self.sampling();
+        let s = crate::text2image::ImageSampling {
+            n,
+            seed,
+            rerank: if rerank {
+                d.rerank.max(RERANK_CANDIDATES)
+            } else {
+                1
+            },
+            ..d.clone()
+        };
+        self.generate(prompt, &s)
+    }
+}

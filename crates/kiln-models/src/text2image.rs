@@ -24,7 +24,7 @@
 
 pub mod folder;
 
-pub use folder::{ImageModel, ImageSampling, Reranker, IMAGE_MODEL_KIND, PRIOR_KIND};
+pub use folder::{embedded, ImageModel, ImageSampling, Reranker, IMAGE_MODEL_KIND, PRIOR_KIND};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

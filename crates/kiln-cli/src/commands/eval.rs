@@ -3,18 +3,42 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::data::{self, DataArgs};
 use crate::models;
 use crate::output::Metrics;
 
+/// `kiln eval`: a saved model on labelled data, or a subcommand.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvalCommand {
+    #[command(subcommand)]
+    what: Option<EvalWhat>,
+    #[command(flatten)]
+    args: EvalArgs,
+}
+
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// Prompt-fidelity benchmark of a text-to-image model (the judge reads what it draws).
+    ImageModel(super::eval_image::EvalImageArgs),
+}
+
+/// Run `kiln eval` or its subcommand.
+pub fn run_command(cmd: EvalCommand) -> Result<()> {
+    match cmd.what {
+        Some(EvalWhat::ImageModel(a)) => super::eval_image::run(&a),
+        None => run(cmd.args),
+    }
+}
+
 /// Arguments of `kiln eval`.
 #[derive(Args)]
 pub struct EvalArgs {
     /// Model folder written by `kiln fit --save`, or a run folder written by `kiln train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    model: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Print the metrics as one JSON object.
@@ -27,7 +51,10 @@ pub struct EvalArgs {
 
 /// Run `kiln eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let loaded = models::load(&args.model)?;
+    let model = args
+        .model
+        .context("kiln eval needs --model DIR (a model or run folder)")?;
+    let loaded = models::load(&model)?;
     let mut data_args = args.data.clone();
     if data_args.target.is_none() {
         data_args.target = Some(loaded.meta.target.clone());
@@ -74,7 +101,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         println!(
             "kiln eval {} on {}: {} rows",
-            args.model.display(),
+            model.display(),
             args.data.describe(),
             ds.n_samples()
         );

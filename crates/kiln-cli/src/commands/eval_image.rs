@@ -11,10 +11,6 @@
 //! (the subcommand wiring), so the benchmark runs the same on a trained model, the embedded
 //! default, or the ground-truth renders (`image_eval::GroundTruthShapes`).
 
-// The subcommand is wired when the text-to-image model lands; until then only the tests call
-// this file.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -61,6 +57,24 @@ pub fn prompt_choice(arg: &str) -> Result<PromptChoice> {
             PromptChoice::Lines(text)
         }
     })
+}
+
+/// Run `kiln eval image-model`: load `--model` (a model folder or a `kiln train dalle` run
+/// folder; without it, the embedded default shapes model) and run the benchmark on it.
+pub fn run(args: &EvalImageArgs) -> Result<()> {
+    let model = match &args.model {
+        Some(dir) => {
+            let dir = crate::models::model_dir(dir);
+            kiln_models::text2image::ImageModel::load(&dir)
+                .with_context(|| format!("cannot load the text-to-image model {}", dir.display()))?
+        }
+        None => kiln_models::text2image::embedded()
+            .context("cannot load kiln's embedded text-to-image model")?,
+    };
+    if !model.has_reranker() && !args.no_rerank {
+        bail!("this model has no reranker (no clip/ folder): pass --no-rerank, or put a `kiln train clip` model folder in its clip/ subfolder");
+    }
+    run_with_source(&model, args)
 }
 
 /// Run the benchmark on `source` and print the report.

@@ -15,8 +15,8 @@ use crate::models;
 /// Arguments of `kiln generate image`.
 #[derive(Args)]
 pub struct ImageArgs {
-    /// A text-to-image model: a `kiln train dalle` run folder or its model/ folder (required
-    /// until kiln ships a default one).
+    /// A text-to-image model: a `kiln train dalle` run folder or its model/ folder (default:
+    /// kiln's embedded shapes model).
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
     /// What to draw, in the model's caption words (e.g. "a small red circle in the top left").
@@ -61,10 +61,8 @@ pub fn run(a: ImageArgs) -> Result<()> {
             ImageModel::load(&dir)
                 .with_context(|| format!("cannot load the text-to-image model {}", dir.display()))?
         }
-        None => anyhow::bail!(
-            "no default text-to-image model is built into this kiln yet: pass --model DIR (a \
-             `kiln train dalle` run folder or its model/ folder)"
-        ),
+        None => kiln_models::text2image::embedded()
+            .context("cannot load kiln's embedded text-to-image model")?,
     };
     let load_s = t_load.elapsed().as_secs_f64();
     let d = model.sampling();

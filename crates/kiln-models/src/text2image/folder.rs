@@ -4,7 +4,7 @@
 //! DIR/config.json     kind "text-to-image": dataset, caption length, vocabulary, sampling defaults
 //! DIR/vqvae/          the VQ-VAE folder as `kiln train vqvae` writes it (kind "vqvae")
 //! DIR/prior/          the prior (kind "text-to-image-prior": PriorConfig + GPT-2 tensors)
-//! DIR/clip/           optional: a reranker (read by the reranker's own code)
+//! DIR/clip/           optional: the CLIP reranker (kind "clip"), loaded with the model
 //! ```
 //!
 //! Every part is a kiln model folder (`config.json` + `model.safetensors` with size and
@@ -197,7 +197,12 @@ impl ImageModel {
             let (config, tensors) = ModelFolder::load_parts(&sub)?;
             Ok(Part { config, tensors })
         };
-        Self::assemble(dir, settings, part("vqvae")?, part("prior")?)
+        let mut model = Self::assemble(dir, settings, part("vqvae")?, part("prior")?)?;
+        let clip = dir.join("clip");
+        if clip.is_dir() {
+            model.set_reranker(Box::new(crate::clip::Clip::load(&clip)?));
+        }
+        Ok(model)
     }
 
     /// Build from the bytes of the five files (for a model compiled into the binary); `name`
@@ -359,6 +364,11 @@ impl ImageModel {
         self.reranker = Some(r);
     }
 
+    /// True when the model has a reranker (`rerank` > 1 is allowed).
+    pub fn has_reranker(&self) -> bool {
+        self.reranker.is_some()
+    }
+
     /// The picture set the model was trained on: `"shapes"` or `"digits"`.
     pub fn dataset(&self) -> &str {
         &self.settings.dataset
@@ -477,4 +487,40 @@ fn settings_of(path: &Path, top: FolderConfig) -> Result<Settings> {
             format!("\"model\" is not a text-to-image description: {e}"),
         )
     })
+}
+
+impl Reranker for crate::clip::Clip {
+    fn score(&self, caption: &str, images: &[u8], n: usize) -> Result<Vec<f32>> {
+        crate::clip::Clip::score(self, caption, images, n)
+    }
+}
+
+/// The bytes of one embedded part: `config.json` and `model.safetensors`.
+macro_rules! embedded_part {
+    ($dir:literal) => {
+        (
+            include_bytes!(concat!("../../assets/default-image/", $dir, "/config.json")).as_slice(),
+            include_bytes!(concat!(
+                "../../assets/default-image/",
+                $dir,
+                "/model.safetensors"
+            ))
+            .as_slice(),
+        )
+    };
+}
+
+/// kiln's default shapes model, compiled into the binary (`assets/default-image`: VQ-VAE,
+/// prior and CLIP reranker; its README gives the commands that trained it).
+pub fn embedded() -> Result<ImageModel> {
+    let mut model = ImageModel::from_bytes(
+        "(embedded default-image)",
+        include_bytes!("../../assets/default-image/config.json"),
+        embedded_part!("vqvae"),
+        embedded_part!("prior"),
+    )?;
+    let (config, tensors) = embedded_part!("clip");
+    let clip = crate::clip::Clip::from_bytes("(embedded default-image)/clip", config, tensors)?;
+    model.set_reranker(Box::new(clip));
+    Ok(model)
 }
