@@ -1,6 +1,5 @@
-//! Text-to-image generation: the [`ImageGenerator`] trait. kiln has no text-to-image model
-//! yet; one joins the server by implementing this trait and being registered in
-//! [`crate::registry`].
+//! Text-to-image generation: the [`ImageGenerator`] trait, implemented for kiln's
+//! text-to-image models in [`crate::image_model`].
 
 use crate::error::ModelError;
 use crate::text::CancelFlag;

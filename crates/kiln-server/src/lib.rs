@@ -39,6 +39,7 @@ pub mod error;
 mod gate;
 pub mod gpt;
 pub mod image;
+pub mod image_model;
 pub mod metrics;
 pub mod predict;
 pub mod registry;
@@ -54,6 +55,7 @@ use axum::Router;
 
 pub use error::{ApiError, LoadError, ModelError};
 pub use image::ImageGenerator;
+pub use image_model::{KilnImageGenerator, DEFAULT_IMAGE_ID};
 pub use predict::{Prediction, Predictor, PredictorInfo};
 pub use registry::{Model, Registry};
 pub use text::{CancelFlag, Flow, SamplingParams, TextGenerator};

@@ -125,10 +125,18 @@ pub fn load_folder(dir: &Path) -> Result<(String, Model), LoadError> {
     let config = ModelFolder::read_config(&folder)?;
     let model = if config.kind == CHAR_LM_KIND {
         Model::Text(Arc::new(CharLmGenerator::load(&folder)?))
+    } else if crate::image_model::is_image_kind(&config.kind) {
+        Model::Image(Arc::new(crate::image_model::KilnImageGenerator::load(
+            &folder,
+        )?))
     } else if predict::is_predictor_kind(&config.kind) {
         Model::Predict(Arc::new(predict::load(&folder, &config)?))
     } else {
-        let mut known = vec![CHAR_LM_KIND, GPT2_KIND];
+        let mut known = vec![
+            CHAR_LM_KIND,
+            GPT2_KIND,
+            kiln_models::text2image::IMAGE_MODEL_KIND,
+        ];
         known.extend(predict::known_kinds());
         return Err(LoadError::UnknownKind {
             path: folder.display().to_string(),

@@ -1090,3 +1090,38 @@ async fn a_conv_net_classifies_an_uploaded_png() {
         .await;
     }
 }
+
+/// The embedded shapes model behind the image endpoint: 32×32 PNGs, the same seed gives the
+/// same pictures, and a word outside its vocabulary is a 400 naming the word.
+#[tokio::test]
+async fn the_embedded_image_model_draws_pngs() {
+    let mut registry = Registry::new();
+    let dalle = kiln_server::KilnImageGenerator::embedded().unwrap();
+    registry
+        .add(kiln_server::DEFAULT_IMAGE_ID, Model::Image(Arc::new(dalle)))
+        .unwrap();
+    let app = kiln_server::router(registry, ServerConfig::default()).unwrap();
+    let body = json!({
+        "model": kiln_server::DEFAULT_IMAGE_ID, "prompt": "a large red circle in the center",
+        "n": 2, "seed": 7, "response_format": "b64_json"
+    });
+    let (s, first) = call_json(&app, post("/v1/images/generations", body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let data = first["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for d in data {
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(d["b64_json"].as_str().unwrap())
+            .unwrap();
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (32, 32));
+    }
+    let (_, again) = call_json(&app, post("/v1/images/generations", body)).await;
+    assert_eq!(first["data"], again["data"], "same seed, same pictures");
+    let (s, v) = call_json(&app, post("/v1/images/generations", json!({
+        "model": kiln_server::DEFAULT_IMAGE_ID, "prompt": "a purple dragon", "response_format": "b64_json"
+    }))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("dragon"), "{msg}");
+}

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use kiln_server::gpt::{GptGenerator, DEFAULT_GPT_ID};
-use kiln_server::{Model, Registry, ServerConfig};
+use kiln_server::{KilnImageGenerator, Model, Registry, ServerConfig, DEFAULT_IMAGE_ID};
 
 /// Arguments of `kiln serve`.
 #[derive(Args)]
 pub struct ServeArgs {
     /// A model folder or `kiln train` run folder to serve (repeatable); its folder name is its
-    /// id in requests. Without one, kiln's embedded default GPT (a small character-level GPT
-    /// trained on Shakespeare) is served as "kiln-shakespeare-gpt".
+    /// id in requests (GPT-2, char LM, text-to-image, tree, SVM, linear, MLP, CNN). Without
+    /// one, kiln's embedded defaults: the Shakespeare GPT as "kiln-shakespeare-gpt" and the
+    /// shapes text-to-image model as "kiln-shapes-dalle".
     #[arg(long = "model", value_name = "DIR")]
     models: Vec<PathBuf>,
     /// Address to listen on (loopback by default: pass 0.0.0.0 to accept other machines).
@@ -60,6 +61,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         )?;
         registry.add(DEFAULT_GPT_ID, Model::Text(Arc::new(gpt)))?;
         eprintln!("model {DEFAULT_GPT_ID:?}: the embedded default GPT (no --model given)");
+        let dalle = KilnImageGenerator::embedded()
+            .context("the embedded default text-to-image model could not be loaded")?;
+        registry.add(DEFAULT_IMAGE_ID, Model::Image(Arc::new(dalle)))?;
+        eprintln!(
+            "model {DEFAULT_IMAGE_ID:?}: the embedded default text-to-image model (no --model given)"
+        );
     }
     let config = ServerConfig {
         api_key: a.api_key,
