@@ -13,6 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def kiln_binary():
+    if os.environ.get("KILN_BIN"):
+        return os.environ["KILN_BIN"]
     for p in ("target/release/kiln", "target/debug/kiln"):
         full = os.path.join(ROOT, p)
         if os.path.exists(full):

@@ -29,6 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_common import free_port, kiln_binary, models, start_server  # noqa: E402
 
 KEY = "e2e-key"
+# kiln's default text-to-image model folder (the one compiled into the binary), served by path.
+IMAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "kiln-models", "assets", "default-image")
+IMAGE_ID = "default-image"
 
 
 def check(cond, what):
@@ -53,7 +56,7 @@ def http(base, path, body=None, key=KEY, raw=None):
 def openai_checks(base, lm_id, tree_id):
     client = openai.OpenAI(base_url=base + "/v1", api_key=KEY)
     ids = [m.id for m in client.models.list().data]
-    check(ids == [lm_id, tree_id], f"models.list -> {ids}")
+    check(ids == [lm_id, tree_id, IMAGE_ID], f"models.list -> {ids}")
 
     c = client.completions.create(model=lm_id, prompt="ROMEO:", max_tokens=60, temperature=0.8, seed=1)
     text = c.choices[0].text
@@ -74,7 +77,17 @@ def openai_checks(base, lm_id, tree_id):
     deltas = [ch.choices[0].delta.content or "" for ch in stream]
     check("".join(deltas) == r.choices[0].message.content, f"streamed chat equals the whole one ({len(deltas)} chunks)")
 
-    # No text-to-image model exists in kiln yet: the server must say so cleanly.
+    # The text-to-image model (kiln's default shapes folder, served from the repository).
+    img = client.images.generate(model=IMAGE_ID, prompt="a large red circle in the center", n=2, response_format="b64_json", extra_body={"seed": 5})
+    pngs = [base64.b64decode(d.b64_json) for d in img.data]
+    check(len(pngs) == 2 and all(p.startswith(b"\x89PNG") for p in pngs), f"images.generate: {len(pngs)} PNGs of {len(pngs[0])} bytes")
+    again = client.images.generate(model=IMAGE_ID, prompt="a large red circle in the center", n=2, response_format="b64_json", extra_body={"seed": 5})
+    check([d.b64_json for d in again.data] == [d.b64_json for d in img.data], "same seed, same pictures")
+    try:
+        client.images.generate(model=IMAGE_ID, prompt="a purple dragon", n=1, response_format="b64_json")
+        check(False, "an unknown word must fail")
+    except openai.BadRequestError as e:
+        check("dragon" in e.body["message"], f"images.generate with unknown words -> 400: {e.body['message'][:80]}...")
     try:
         client.images.generate(model=lm_id, prompt="a red circle", n=1, response_format="b64_json")
         check(False, "images.generate on a text model must fail")
@@ -190,7 +203,7 @@ def browser_checks(base, shots):
         # The key: typed into the key box, which reloads the model lists.
         cdp.js(f"const k = document.getElementById('apikey'); k.value = '{KEY}'; k.dispatchEvent(new Event('change')); true")
         wait(cdp, "document.getElementById('text-model').options.length > 0 && !document.getElementById('gen').disabled", "the model list")
-        check("2 model(s)" in cdp.js("document.getElementById('models-status').textContent"), "playground lists the models")
+        check("3 model(s)" in cdp.js("document.getElementById('models-status').textContent"), "playground lists the models")
         # Keyboard: Tab moves through the controls in order; Ctrl+Enter in the prompt generates.
         cdp.js("document.getElementById('apikey').focus(); true")
         order = []
@@ -209,8 +222,12 @@ def browser_checks(base, shots):
                "document.querySelector('#pred-form button').click(); true")
         pred = wait(cdp, "document.querySelector('#pred-out table') && document.querySelector('#pred-out').innerText", "a prediction")
         check("virginica" in pred, "prediction table: " + " | ".join(pred.split()))
-        img_state = cdp.js("document.getElementById('img-model').textContent")
-        print(f"     image section: {img_state!r}")
+        # Pictures from the image form.
+        cdp.js("document.getElementById('img-n').value = 4; document.getElementById('img-seed').value = 3; "
+               "document.querySelector('#img-form button').click(); true")
+        shown = wait(cdp, "document.querySelectorAll('#img-out img').length", "the pictures")
+        img_status = cdp.js("document.getElementById('img-status').textContent")
+        check(shown == 4, f"image grid shows {shown} pictures: {img_status}")
         cdp.shot(os.path.join(shots, "playground-desktop.png"), 1280, 900)
         cdp.shot(os.path.join(shots, "playground-phone.png"), 390, 844, mobile=True)
         width = cdp.js("document.documentElement.scrollWidth")
@@ -247,7 +264,7 @@ def main():
     a = ap.parse_args()
     kiln = kiln_binary()
     lm, tree = models(a.work, kiln)
-    proc, base = start_server(kiln, [lm, tree], ["--api-key", KEY, "--max-tokens", "20000"])
+    proc, base = start_server(kiln, [lm, tree, IMAGE_DIR], ["--api-key", KEY, "--max-tokens", "20000"])
     try:
         openai_checks(base, os.path.basename(lm), os.path.basename(tree))
         raw_checks(base, os.path.basename(tree))
