@@ -2,7 +2,7 @@
 //! resume, the model folder, PNG grids, seeds and clear errors.
 
 mod common;
-use common::{fails, json};
+use common::{fails, json, run_ok};
 
 #[test]
 fn dalle_trains_resumes_and_draws() {
@@ -177,18 +177,45 @@ fn dalle_trains_resumes_and_draws() {
 }
 
 #[test]
-fn without_a_model_folder_the_error_says_to_pass_one() {
+fn without_a_model_folder_the_embedded_default_draws() {
     let dir = tempfile::tempdir().unwrap();
+    let draw = |out: &str| {
+        run_ok(
+            dir.path(),
+            &[
+                "generate",
+                "image",
+                "--prompt",
+                "a large red circle in the center",
+                "--n",
+                "2",
+                "--seed",
+                "4",
+                "--out",
+                out,
+            ],
+        );
+        std::fs::read(dir.path().join(out)).unwrap()
+    };
+    let (a, b) = (draw("a.png"), draw("b.png"));
+    assert_eq!(a, b, "same seed, same picture");
+    let img = image::load_from_memory(&a).unwrap();
+    assert!(
+        img.width() >= 64 && img.height() >= 32,
+        "a grid of two 32×32 pictures (scaled)"
+    );
     let e = fails(
         dir.path(),
         &[
             "generate",
             "image",
             "--prompt",
-            "a red circle",
+            "a purple dragon",
             "--out",
             "e.png",
         ],
     );
-    assert!(e.contains("--model DIR"), "{e}");
+    assert!(e.contains("dragon") && e.contains("vocabulary"), "{e}");
+    let e = fails(dir.path(), &["eval", "image-model", "--samples", "0"]);
+    assert!(e.contains("samples"), "{e}");
 }
