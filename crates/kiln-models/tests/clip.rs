@@ -89,13 +89,32 @@ fn the_loss_and_its_gradients_match_pytorch() {
         let grads = loss.backward().unwrap();
         let gi = grads.get(img.as_tensor()).unwrap();
         let gt = grads.get(txt.as_tensor()).unwrap();
+        let (di, dt) = (
+            max_abs_diff(gi, &matrix(&case["grad_images"])),
+            max_abs_diff(gt, &matrix(&case["grad_texts"])),
+        );
+        // Relative to the gradients' size: at the clamped scale (100) the logits reach 100 and
+        // the fused softmax-cross-entropy sums in another order than PyTorch (an f32 ulp or so).
+        let size = |m: &Value| {
+            m.as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap().abs())
+                })
+                .fold(1.0f64, f64::max) as f32
+        };
+        let (si, st) = (size(&case["grad_images"]), size(&case["grad_texts"]));
         assert!(
-            max_abs_diff(gi, &matrix(&case["grad_images"])) < 1e-5,
-            "case {k}"
+            di < 1e-5 * si,
+            "case {k}: picture gradients differ by {di} (size {si})"
         );
         assert!(
-            max_abs_diff(gt, &matrix(&case["grad_texts"])) < 1e-5,
-            "case {k}"
+            dt < 1e-5 * st,
+            "case {k}: caption gradients differ by {dt} (size {st})"
         );
         let gl = grads
             .get(ls.as_tensor())
