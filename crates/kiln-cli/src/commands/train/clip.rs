@@ -6,7 +6,7 @@
 
 use candle_core::{Device, Tensor};
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
-use kiln_data::idx::{load_mnist, MnistSplit};
+
 use kiln_data::shapes::{
     generate, held_out_prompts, render_prompt, ShapesParams, ShapesSample, Vocabulary, IMAGE_SIZE,
 };
@@ -16,7 +16,7 @@ use kiln_models::clip::measure::{
 use kiln_models::clip::{Clip, ClipConfig, CLIP_KIND};
 use kiln_models::vqvae::images_to_tensor;
 
-use super::vqvae::ImageSet;
+use super::vqvae::{mnist_split, ImageSet};
 use super::*;
 
 #[derive(Args)]
@@ -110,16 +110,7 @@ fn pictures(a: &ClipArgs, train: bool) -> Result<Pictures> {
             })
         }
         ImageSet::Digits => {
-            let dir = a.mnist.as_ref().context(
-                "--dataset digits needs --mnist DIR (the folder of the MNIST IDX files)",
-            )?;
-            let split = if train {
-                MnistSplit::Train
-            } else {
-                MnistSplit::Test
-            };
-            let m = load_mnist(dir, split)
-                .with_context(|| format!("cannot read MNIST from {}", dir.display()))?;
+            let m = mnist_split(a.mnist.as_deref(), train)?;
             let px = m.rows * m.cols;
             let caps = captioned(&m, seed);
             let mut out = Pictures {

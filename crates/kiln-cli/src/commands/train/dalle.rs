@@ -9,12 +9,12 @@ use candle_core::{Device, Tensor};
 use kiln_core::folder::Tensors;
 use kiln_core::ModelFolder;
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
-use kiln_data::idx::{load_mnist, MnistSplit};
+
 use kiln_data::shapes::{generate, ShapesParams, Vocabulary, IMAGE_SIZE};
 use kiln_models::text2image::{folder::VQVAE_KIND, ImageModel, ImageSampling, Prior, PriorConfig};
 use kiln_models::vqvae::{images_to_tensor, VqVae, VqVaeConfig};
 
-use super::vqvae::ImageSet;
+use super::vqvae::{mnist_split, ImageSet};
 use super::*;
 
 #[derive(Args)]
@@ -110,16 +110,7 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
             ))
         }
         ImageSet::Digits => {
-            let dir = a.mnist.as_ref().context(
-                "--dataset digits needs --mnist DIR (the folder of the MNIST IDX files)",
-            )?;
-            let split = if train {
-                MnistSplit::Train
-            } else {
-                MnistSplit::Test
-            };
-            let m = load_mnist(dir, split)
-                .with_context(|| format!("cannot read MNIST from {}", dir.display()))?;
+            let m = mnist_split(a.mnist.as_deref(), train)?;
             let px = m.rows * m.cols;
             let mut captions = Vec::new();
             let mut bytes = Vec::with_capacity(n * IMAGE_SIZE * IMAGE_SIZE * 3);

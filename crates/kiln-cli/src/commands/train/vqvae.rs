@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use kiln_data::captioned_digits::to_rgb32;
-use kiln_data::idx::{load_mnist, MnistSplit};
+use kiln_data::idx::{load_mnist, Mnist, MnistSplit};
 use kiln_data::shapes::{generate, ShapesParams, IMAGE_SIZE};
 use kiln_models::vqvae::{images_to_tensor, reconstruction_stats, VqVae, VqVaeConfig};
 
@@ -59,6 +59,18 @@ pub(super) struct VqVaeArgs {
     run: RunArgs,
 }
 
+/// MNIST's training split (`train`) or test split from the folder `--mnist` names.
+pub(super) fn mnist_split(dir: Option<&std::path::Path>, train: bool) -> Result<Mnist> {
+    let dir =
+        dir.context("--dataset digits needs --mnist DIR (the folder of the MNIST IDX files)")?;
+    let split = if train {
+        MnistSplit::Train
+    } else {
+        MnistSplit::Test
+    };
+    load_mnist(dir, split).with_context(|| format!("cannot read MNIST from {}", dir.display()))
+}
+
 /// Pictures (n, 3, 32, 32) in [0, 1] of `set`: the training or the validation part.
 fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
     let n = if train { a.train_size } else { a.val_size };
@@ -83,16 +95,7 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
                 .collect()
         }
         ImageSet::Digits => {
-            let dir = a.mnist.as_ref().context(
-                "--dataset digits needs --mnist DIR (the folder of the MNIST IDX files)",
-            )?;
-            let split = if train {
-                MnistSplit::Train
-            } else {
-                MnistSplit::Test
-            };
-            let m = load_mnist(dir, split)
-                .with_context(|| format!("cannot read MNIST from {}", dir.display()))?;
+            let m = mnist_split(a.mnist.as_deref(), train)?;
             let mut out = Vec::with_capacity(n * IMAGE_SIZE * IMAGE_SIZE * 3);
             let px = m.rows * m.cols;
             for i in 0..n.min(m.len()) {
