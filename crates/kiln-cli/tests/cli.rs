@@ -264,10 +264,18 @@ fn tour_writes_report_and_plot() {
         gpt.contains("In the future, artificial intelligence will") && gpt.contains("tokens/s"),
         "{gpt}"
     );
+    // The text-to-image chapter: a judged picture per prompt, seen and held-out ones.
+    let t2i = &out[out.find("Pictures from sentences").unwrap()..];
+    assert_eq!(t2i.matches("judge sees").count(), 8, "{t2i}");
+    assert_eq!(t2i.matches("(held out)").count(), 4, "{t2i}");
+    assert!(
+        t.path().join("tour/text-to-image.png").is_file() && html.contains("text-to-image.png"),
+        "{html}"
+    );
     // Same seed, same tour, into the folder of the first run (speeds aside: they are timings).
     let without_speeds = |s: &str| {
         s.lines()
-            .filter(|l| !l.contains("tokens/s"))
+            .filter(|l| !l.contains("tokens/s") && !l.contains("pictures/s"))
             .collect::<Vec<_>>()
             .join("\n")
     };

@@ -219,3 +219,40 @@ fn without_a_model_folder_the_embedded_default_draws() {
     let e = fails(dir.path(), &["eval", "image-model", "--samples", "0"]);
     assert!(e.contains("samples"), "{e}");
 }
+
+#[test]
+fn the_tokenizer_ceiling_judges_the_embedded_vqvae_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.txt"),
+        "a large red circle in the center\na large blue triangle in the top left\n",
+    )
+    .unwrap();
+    let v = json(
+        dir.path(),
+        &[
+            "eval",
+            "image-model",
+            "--prompts",
+            "p.txt",
+            "--samples",
+            "4",
+            "--tokenizer-ceiling",
+            "--json",
+        ],
+    );
+    assert_eq!(v["dataset"], "shapes", "{v}");
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(
+        groups.len(),
+        1,
+        "one-object seen prompts, no reranking: {v}"
+    );
+    assert_eq!(groups[0]["rerank"], false, "{v}");
+    assert_eq!(groups[0]["counts"]["pictures"], 8, "{v}");
+    // exact renders survive the tokenizer's round trip well enough to read colour and place
+    let rates = &groups[0]["rates"];
+    for attr in ["colour", "position"] {
+        assert!(rates[attr].as_f64().unwrap() >= 0.75, "{attr}: {v}");
+    }
+}

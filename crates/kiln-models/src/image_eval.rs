@@ -1047,6 +1047,28 @@ impl ImageSource for GroundTruthShapes {
     }
 }
 
+/// The exact renders of [`GroundTruthShapes`] encoded and decoded by a VQ-VAE: the best a
+/// prior over that tokenizer's codes could reach (a prior that always picked the codes of the
+/// exact picture). Shapes only; reranking changes nothing.
+pub struct TokenizerRoundTrip<'a> {
+    /// The tokenizer.
+    pub vqvae: &'a crate::vqvae::VqVae,
+}
+
+impl ImageSource for TokenizerRoundTrip<'_> {
+    fn dataset(&self) -> &str {
+        "shapes"
+    }
+
+    fn draw(&self, prompt: &str, n: usize, seed: u64, rerank: bool) -> Result<Vec<Vec<u8>>> {
+        let exact = GroundTruthShapes.draw(prompt, n, seed, rerank)?;
+        let x = pictures_tensor(&exact)?; // (n, 3, 32, 32)
+        let codes = self.vqvae.encode(&x)?; // (n, G, G)
+        let bytes = crate::vqvae::tensor_to_images(&self.vqvae.decode(&codes)?)?;
+        Ok(bytes.chunks(PICTURE_BYTES).map(<[u8]>::to_vec).collect())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // kiln's own text-to-image models
 

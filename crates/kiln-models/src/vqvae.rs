@@ -12,7 +12,13 @@
 //!   `β·mean((z_e − sg(e))²)`. In training each forward pass also updates the EMA statistics
 //!   `cluster_size` (K) and `embed_avg` (K, D) and sets `embed = embed_avg / cluster_size`;
 //!   these three never receive gradients, so the optimizer leaves them alone, and they live in
-//!   the variable map so that checkpoints carry them (exact resume).
+//!   the variable map so that checkpoints carry them (exact resume). A code whose usage
+//!   falls below a threshold restarts on an encoder output drawn in proportion to its squared
+//!   quantization error (k-means++ seeding), so spare codes go where the codebook fits worst.
+//! * With `res_blocks` = n > 0, n [`ResBlock`]s (each followed by ReLU) after the encoder's
+//!   `conv3` and after the decoder's `conv1`, as in the paper.
+//! * With `upsample` = `pixel_shuffle`, each "nearest ×2 → conv" of the decoder becomes
+//!   "conv to 4× the channels → [`pixel_shuffle`]" (sub-pixel convolution).
 //! * [`Decoder`]: `conv1` 3×3 D → hidden → ReLU → nearest ×2 → `conv2` 3×3 → ReLU → nearest ×2
 //!   → `conv3` 3×3 → ReLU → `out` 3×3 → RGB.
 //! * [`VqVae`]: the whole; [`TrainStep`] loss = `mse(x̂, x) + β·commitment`.
@@ -50,6 +56,34 @@ pub struct VqVaeConfig {
     /// A code whose EMA usage (vectors per batch) falls below this is restarted on an encoder
     /// output; 0 disables restarts (default 1.0).
     pub dead_code_threshold: f64,
+    /// Residual blocks at the code grid's resolution, after the encoder's `conv3` and after
+    /// the decoder's `conv1` (default 0; the paper uses 2).
+    pub res_blocks: usize,
+    /// How the decoder doubles its resolution, twice (default `pixel_shuffle`; a
+    /// `config.json` without this key, written before it existed, means `nearest`).
+    #[serde(default = "Upsample::legacy")]
+    pub upsample: Upsample,
+}
+
+/// The decoder's ×2 upsampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsample {
+    /// Nearest-neighbour ×2, then a 3×3 convolution: every pixel of a 2×2 block starts
+    /// from the same features, so detail inside a code's 4×4 patch comes only from its
+    /// neighbours.
+    Nearest,
+    /// A 3×3 convolution to 4× the channels, then depth-to-space (Shi et al. 2016, "sub-pixel
+    /// convolution"): each pixel of a 2×2 block has its own filters, as with the paper's
+    /// transposed convolutions, so a code can draw the outline inside its patch.
+    PixelShuffle,
+}
+
+impl Upsample {
+    /// What a `config.json` without `upsample` means: the only decoder there was then.
+    fn legacy() -> Self {
+        Upsample::Nearest
+    }
 }
 
 impl Default for VqVaeConfig {
@@ -63,6 +97,8 @@ impl Default for VqVaeConfig {
             beta: 0.25,
             decay: 0.99,
             dead_code_threshold: 1.0,
+            res_blocks: 0,
+            upsample: Upsample::PixelShuffle,
         }
     }
 }
@@ -102,6 +138,9 @@ impl VqVaeConfig {
                 "a finite number ≥ 0",
             ));
         }
+        if self.res_blocks > 16 {
+            return Err(Error::param("res_blocks", self.res_blocks, "0 to 16"));
+        }
         Ok(())
     }
 
@@ -111,11 +150,42 @@ impl VqVaeConfig {
     }
 }
 
+/// The VQ-VAE paper's residual block, channels unchanged: `x + conv1×1(relu(conv3×3(relu(x))))`.
+pub struct ResBlock {
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl ResBlock {
+    /// Build from `vb` (`conv1` 3×3, `conv2` 1×1), `channels` in and out.
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            conv1: layers::conv2d(channels, channels, 3, 1, 1, vb.pp("conv1"))?,
+            conv2: layers::conv2d(channels, channels, 1, 1, 0, vb.pp("conv2"))?,
+        })
+    }
+
+    /// Apply.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let h = layers::apply(&self.conv1, &xs.relu()?)?;
+        let h = layers::apply(&self.conv2, &h.relu()?)?;
+        Ok((xs + h)?)
+    }
+}
+
+/// `n` residual blocks `{prefix}.{i}` of `channels`.
+fn res_stack(channels: usize, n: usize, vb: &VarBuilder, prefix: &str) -> Result<Vec<ResBlock>> {
+    (0..n)
+        .map(|i| ResBlock::new(channels, vb.pp(format!("{prefix}.{i}"))))
+        .collect()
+}
+
 /// Images (B, C, S, S) → code vectors (B, D, S/4, S/4).
 pub struct Encoder {
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Conv2d,
+    res: Vec<ResBlock>,
     proj: Conv2d,
 }
 
@@ -127,6 +197,7 @@ impl Encoder {
             conv1: layers::conv2d(cfg.in_channels, h.div_ceil(2), 4, 2, 1, vb.pp("conv1"))?,
             conv2: layers::conv2d(h.div_ceil(2), h, 4, 2, 1, vb.pp("conv2"))?,
             conv3: layers::conv2d(h, h, 3, 1, 1, vb.pp("conv3"))?,
+            res: res_stack(h, cfg.res_blocks, &vb, "res")?,
             proj: layers::conv2d(h, cfg.embed_dim, 1, 1, 0, vb.pp("proj"))?,
         })
     }
@@ -135,7 +206,10 @@ impl Encoder {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let h = layers::apply(&self.conv1, xs)?.relu()?; // (B, H/2, S/2, S/2)
         let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, H, G, G)
-        let h = layers::apply(&self.conv3, &h)?.relu()?; // (B, H, G, G)
+        let mut h = layers::apply(&self.conv3, &h)?.relu()?; // (B, H, G, G)
+        for r in &self.res {
+            h = r.forward(&h)?.relu()?; // (B, H, G, G)
+        }
         layers::apply(&self.proj, &h) // (B, D, G, G)
     }
 }
@@ -143,33 +217,70 @@ impl Encoder {
 /// Code vectors (B, D, G, G) → images (B, C, 4G, 4G).
 pub struct Decoder {
     conv1: Conv2d,
+    res: Vec<ResBlock>,
     conv2: Conv2d,
     conv3: Conv2d,
     out: Conv2d,
+    upsample: Upsample,
 }
 
 impl Decoder {
     /// Build from `vb` (`conv1`, `conv2`, `conv3`, `out`).
     pub fn new(cfg: &VqVaeConfig, vb: VarBuilder) -> Result<Self> {
-        let h = cfg.hidden;
+        let (h, h2) = (cfg.hidden, cfg.hidden.div_ceil(2));
+        // pixel shuffle: each convolution makes the 4 sub-pixels' channels at once
+        let up = match cfg.upsample {
+            Upsample::Nearest => 1,
+            Upsample::PixelShuffle => 4,
+        };
         Ok(Self {
             conv1: layers::conv2d(cfg.embed_dim, h, 3, 1, 1, vb.pp("conv1"))?,
-            conv2: layers::conv2d(h, h.div_ceil(2), 3, 1, 1, vb.pp("conv2"))?,
-            conv3: layers::conv2d(h.div_ceil(2), h.div_ceil(2), 3, 1, 1, vb.pp("conv3"))?,
-            out: layers::conv2d(h.div_ceil(2), cfg.in_channels, 3, 1, 1, vb.pp("out"))?,
+            res: res_stack(h, cfg.res_blocks, &vb, "res")?,
+            conv2: layers::conv2d(h, up * h2, 3, 1, 1, vb.pp("conv2"))?,
+            conv3: layers::conv2d(h2, up * h2, 3, 1, 1, vb.pp("conv3"))?,
+            out: layers::conv2d(h2, cfg.in_channels, 3, 1, 1, vb.pp("out"))?,
+            upsample: cfg.upsample,
         })
     }
 
     /// Decode.
     pub fn forward(&self, zs: &Tensor) -> Result<Tensor> {
         let (_, _, g, _) = zs.dims4()?;
-        let h = layers::apply(&self.conv1, zs)?.relu()?; // (B, H, G, G)
-        let h = h.upsample_nearest2d(2 * g, 2 * g)?; // (B, H, 2G, 2G)
-        let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, H/2, 2G, 2G)
-        let h = h.upsample_nearest2d(4 * g, 4 * g)?; // (B, H/2, S, S)
-        let h = layers::apply(&self.conv3, &h)?.relu()?; // (B, H/2, S, S)
+        let mut h = layers::apply(&self.conv1, zs)?.relu()?; // (B, H, G, G)
+        for r in &self.res {
+            h = r.forward(&h)?.relu()?; // (B, H, G, G)
+        }
+        let h = match self.upsample {
+            Upsample::Nearest => {
+                let h = h.upsample_nearest2d(2 * g, 2 * g)?; // (B, H, 2G, 2G)
+                let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, H/2, 2G, 2G)
+                let h = h.upsample_nearest2d(4 * g, 4 * g)?; // (B, H/2, S, S)
+                layers::apply(&self.conv3, &h)?.relu()? // (B, H/2, S, S)
+            }
+            Upsample::PixelShuffle => {
+                let h = pixel_shuffle(&layers::apply(&self.conv2, &h)?)?.relu()?; // (B, H/2, 2G, 2G)
+                pixel_shuffle(&layers::apply(&self.conv3, &h)?)?.relu()? // (B, H/2, S, S)
+            }
+        };
         layers::apply(&self.out, &h) // (B, C, S, S)
     }
+}
+
+/// Depth-to-space ×2: (B, 4C, H, W) → (B, C, 2H, 2W), channel `4c + 2i + j` becoming the
+/// pixel at row offset i, column offset j of channel c (PyTorch's `pixel_shuffle(x, 2)`).
+pub fn pixel_shuffle(xs: &Tensor) -> Result<Tensor> {
+    let (b, c4, h, w) = xs.dims4()?;
+    if c4 % 4 != 0 {
+        return Err(Error::shape(format!(
+            "pixel shuffle: expected channels a multiple of 4, got {c4}"
+        )));
+    }
+    let c = c4 / 4;
+    Ok(xs
+        .reshape((b, c, 2, 2, h, w))? // (B, C, 2, 2, H, W)
+        .permute((0, 1, 4, 2, 5, 3))? // (B, C, H, 2, W, 2)
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))?) // (B, C, 2H, 2W)
 }
 
 /// What the quantizer returns for a batch of code vectors.
@@ -324,11 +435,35 @@ impl Quantizer {
         for (a, s) in avg.iter_mut().zip(&sums) {
             *a = m * *a + (1.0 - m) * s;
         }
-        // Dead codes move onto random encoder outputs of this batch.
+        // Dead codes move onto encoder outputs of this batch, drawn with probability in
+        // proportion to their squared distance from their code (k-means++ seeding): the
+        // vectors the codebook serves worst, such as the rare edges of small objects, rather
+        // than the plentiful background it already covers.
         if self.threshold > 0.0 {
             let dead: Vec<usize> = (0..k).filter(|&c| cs[c] < self.threshold).collect();
+            let e: Vec<f32> = self.embed.as_tensor().flatten_all()?.to_vec1()?;
+            let mut cumulative = Vec::with_capacity(n);
+            let mut total = 0f64;
+            for (i, &c) in idx.iter().enumerate() {
+                let c = c as usize;
+                total += (0..d)
+                    .map(|j| (z[i * d + j] as f64 - e[c * d + j] as f64).powi(2))
+                    .sum::<f64>();
+                cumulative.push(total);
+            }
             let picks: Vec<usize> = mode
-                .with_rng(|rng| dead.iter().map(|_| rng.random_range(0..n)).collect())
+                .with_rng(|rng| {
+                    dead.iter()
+                        .map(|_| {
+                            if total > 0.0 {
+                                let u = rng.random::<f64>() * total;
+                                cumulative.partition_point(|&w| w <= u).min(n - 1)
+                            } else {
+                                rng.random_range(0..n)
+                            }
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             for (&c, &i) in dead.iter().zip(&picks) {
                 cs[c] = 1.0;

@@ -504,3 +504,25 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_saved_model_keeps_its_reranker() {
+    let m = kiln_models::text2image::embedded().unwrap();
+    assert!(m.has_reranker());
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path()).unwrap();
+    assert!(dir.path().join("clip/model.safetensors").is_file());
+    let back = ImageModel::load(dir.path()).unwrap();
+    assert!(back.has_reranker());
+    let s = ImageSampling {
+        n: 1,
+        rerank: 3,
+        seed: 5,
+        ..back.sampling().clone()
+    };
+    assert_eq!(
+        back.generate("a large red circle in the center", &s)
+            .unwrap(),
+        m.generate("a large red circle in the center", &s).unwrap()
+    );
+}

@@ -131,9 +131,67 @@ fn nudge(vars: &SeededVarMap, name: &str, i: usize, delta: f32) {
 }
 
 #[test]
+fn pixel_shuffle_moves_channels_to_sub_pixels_as_pytorch_does() {
+    // PyTorch: out[b, c, 2h + i, 2w + j] = in[b, 4c + 2i + j, h, w]
+    let (b, c, h, w) = (2, 3, 2, 3);
+    let n = b * 4 * c * h * w;
+    let x = Tensor::arange(0f32, n as f32, &Device::Cpu)
+        .unwrap()
+        .reshape((b, 4 * c, h, w))
+        .unwrap();
+    let y = pixel_shuffle(&x).unwrap();
+    assert_eq!(y.dims(), [b, c, 2 * h, 2 * w]);
+    let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let yv = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for bi in 0..b {
+        for ci in 0..c {
+            for r in 0..2 * h {
+                for q in 0..2 * w {
+                    let (hi, i, wi, j) = (r / 2, r % 2, q / 2, q % 2);
+                    let src = ((bi * 4 * c + 4 * ci + 2 * i + j) * h + hi) * w + wi;
+                    let dst = ((bi * c + ci) * 2 * h + r) * 2 * w + q;
+                    assert_eq!(yv[dst], xv[src], "b{bi} c{ci} ({r}, {q})");
+                }
+            }
+        }
+    }
+    let e = pixel_shuffle(&Tensor::zeros((1, 6, 2, 2), DType::F32, &Device::Cpu).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multiple of 4") && e.contains('6'), "{e}");
+}
+
+#[test]
+fn configs_written_before_res_blocks_and_upsample_load_as_before() {
+    let old = r#"{"in_channels":3,"image_size":32,"hidden":64,"embed_dim":32,
+        "codebook_size":256,"beta":0.25,"decay":0.99,"dead_code_threshold":1.0}"#;
+    let cfg: VqVaeConfig = serde_json::from_str(old).unwrap();
+    assert_eq!(cfg.res_blocks, 0);
+    assert_eq!(cfg.upsample, Upsample::Nearest);
+    let new: VqVaeConfig =
+        serde_json::from_str(r#"{"upsample":"pixel_shuffle","res_blocks":2}"#).unwrap();
+    assert_eq!(new.upsample, Upsample::PixelShuffle);
+    assert_eq!(new.res_blocks, 2);
+    assert_eq!(VqVaeConfig::default().upsample, Upsample::PixelShuffle);
+}
+
+#[test]
 fn decoder_and_encoder_gradients_match_finite_differences() {
+    for cfg in [
+        tiny(),
+        VqVaeConfig {
+            upsample: Upsample::Nearest,
+            res_blocks: 1,
+            ..tiny()
+        },
+    ] {
+        gradients_match_finite_differences(cfg);
+    }
+}
+
+fn gradients_match_finite_differences(cfg: VqVaeConfig) {
     let vars = SeededVarMap::new(6);
-    let m = VqVae::new(tiny(), vars.var_builder()).unwrap();
+    let m = VqVae::new(cfg, vars.var_builder()).unwrap();
     let x = shapes_tensor(2, 1);
     // the reconstruction error summed (decoder weights) and the commitment summed (encoder
     // weights: the codes do not change under a small nudge, so this is differentiable)
@@ -410,6 +468,13 @@ fn bad_input_is_a_clear_error() {
                 ..tiny()
             },
             "dead_code_threshold",
+        ),
+        (
+            VqVaeConfig {
+                res_blocks: 17,
+                ..tiny()
+            },
+            "res_blocks",
         ),
     ] {
         let e = VqVae::new(cfg, SeededVarMap::new(0).var_builder())

@@ -34,6 +34,19 @@ pub struct EvalImageArgs {
     /// Seed of the drawing (prompt i draws from seed + i).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    /// Classifier-free guidance scale [default: the model's].
+    #[arg(long, value_name = "G")]
+    pub guidance: Option<f64>,
+    /// Sampling temperature [default: the model's].
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Draw each code among the K most likely only (0: all) [default: the model's].
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Judge the model's VQ-VAE instead of the whole model: exact renders of each prompt,
+    /// encoded and decoded (the ceiling the tokenizer sets; shapes models only, no reranking).
+    #[arg(long)]
+    pub tokenizer_ceiling: bool,
     /// Only draw without reranking (by default both, with and without).
     #[arg(long)]
     pub no_rerank: bool,
@@ -62,7 +75,7 @@ pub fn prompt_choice(arg: &str) -> Result<PromptChoice> {
 /// Run `kiln eval image-model`: load `--model` (a model folder or a `kiln train dalle` run
 /// folder; without it, the embedded default shapes model) and run the benchmark on it.
 pub fn run(args: &EvalImageArgs) -> Result<()> {
-    let model = match &args.model {
+    let mut model = match &args.model {
         Some(dir) => {
             let dir = crate::models::model_dir(dir);
             kiln_models::text2image::ImageModel::load(&dir)
@@ -71,6 +84,33 @@ pub fn run(args: &EvalImageArgs) -> Result<()> {
         None => kiln_models::text2image::embedded()
             .context("cannot load kiln's embedded text-to-image model")?,
     };
+    let d = model.sampling().clone();
+    model
+        .set_sampling(kiln_models::text2image::ImageSampling {
+            guidance: args.guidance.unwrap_or(d.guidance),
+            temperature: args.temperature.unwrap_or(d.temperature),
+            top_k: args.top_k.unwrap_or(d.top_k),
+            ..d
+        })
+        .context("bad sampling option")?;
+    if args.tokenizer_ceiling {
+        if model.dataset() != "shapes" {
+            bail!(
+                "--tokenizer-ceiling needs a shapes model, this one draws {:?}",
+                model.dataset()
+            );
+        }
+        let source = kiln_models::image_eval::TokenizerRoundTrip {
+            vqvae: model.vqvae(),
+        };
+        return run_with_source(
+            &source,
+            &EvalImageArgs {
+                no_rerank: true,
+                ..args.clone()
+            },
+        );
+    }
     if !model.has_reranker() && !args.no_rerank {
         bail!("this model has no reranker (no clip/ folder): pass --no-rerank, or put a `kiln train clip` model folder in its clip/ subfolder");
     }
@@ -120,6 +160,10 @@ mod tests {
             prompts: prompts.into(),
             samples: 2,
             seed: 0,
+            guidance: None,
+            temperature: None,
+            top_k: None,
+            tokenizer_ceiling: false,
             no_rerank: true,
             json: true,
         }

@@ -12,4 +12,5 @@ pub mod show;
 pub mod tour;
 pub mod tour_dl;
 pub mod tour_gpt;
+pub mod tour_image;
 pub mod train;

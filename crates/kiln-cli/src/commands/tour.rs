@@ -44,6 +44,7 @@ pub fn run(args: TourArgs) -> Result<()> {
         super::tour_dl::cnn_chapter(&args.out, args.seed)?,
         super::tour_dl::gru_chapter(&args.out, args.seed)?,
         super::tour_gpt::gpt_chapter(6, args.seed)?,
+        super::tour_image::image_chapter(7, &args.out, args.seed)?,
     ];
     let report = Report {
         title: "A tour of kiln".into(),

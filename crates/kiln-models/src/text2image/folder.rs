@@ -93,6 +93,13 @@ pub trait Reranker: Send + Sync {
     /// One score per picture, higher = better match. `images`: `n` pictures of 32·32·3 bytes,
     /// channels last (as kiln-data's `ShapesSample::image`).
     fn score(&self, caption: &str, images: &[u8], n: usize) -> Result<Vec<f32>>;
+
+    /// Write the reranker as a model folder into `dir`, which [`ImageModel::load`] reads back
+    /// from a model's `clip/`; `false` (and nothing written) for a reranker that has no
+    /// folder form, such as a stand-in in a test.
+    fn save(&self, _dir: &Path) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// What the top `config.json` records under `"model"`.
@@ -330,9 +337,12 @@ impl ImageModel {
         })
     }
 
-    /// Write the model folder into `dir` (created if missing): each file atomically, the top
-    /// `config.json` last.
+    /// Write the model folder into `dir` (created if missing): each file atomically, the
+    /// reranker (if it has a folder form) into `clip/`, the top `config.json` last.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(r) = &self.reranker {
+            r.save(&dir.join("clip"))?;
+        }
         for (name, part) in ["vqvae", "prior"].iter().zip(&self.parts) {
             let c = &part.config;
             ModelFolder::save_parts(
@@ -382,6 +392,13 @@ impl ImageModel {
     /// The sampling defaults stored with the model.
     pub fn sampling(&self) -> &ImageSampling {
         &self.settings.sampling
+    }
+
+    /// Replace the sampling defaults (checked; `save` stores the new ones).
+    pub fn set_sampling(&mut self, s: ImageSampling) -> Result<()> {
+        s.validate()?;
+        self.settings.sampling = s;
+        Ok(())
     }
 
     /// The prior.
@@ -492,6 +509,11 @@ fn settings_of(path: &Path, top: FolderConfig) -> Result<Settings> {
 impl Reranker for crate::clip::Clip {
     fn score(&self, caption: &str, images: &[u8], n: usize) -> Result<Vec<f32>> {
         crate::clip::Clip::score(self, caption, images, n)
+    }
+
+    fn save(&self, dir: &Path) -> Result<bool> {
+        crate::clip::Clip::save(self, dir)?;
+        Ok(true)
     }
 }
 

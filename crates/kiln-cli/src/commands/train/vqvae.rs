@@ -55,6 +55,18 @@ pub(super) struct VqVaeArgs {
     /// Restart a code whose EMA usage (vectors per batch) falls below this (0: never).
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     dead_code_threshold: f64,
+    /// Residual blocks at the code grid's resolution in the encoder and in the decoder
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    res_blocks: usize,
+    /// How the decoder doubles its resolution: `nearest` (nearest neighbour, then a
+    /// convolution) or `pixel-shuffle` (a convolution to 4× the channels, then depth-to-space)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "nearest|pixel-shuffle",
+        default_value = "pixel-shuffle"
+    )]
+    upsample: UpsampleArg,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -116,6 +128,11 @@ pub(super) fn train_vqvae(a: VqVaeArgs) -> Result<()> {
         beta: a.beta,
         decay: a.decay,
         dead_code_threshold: a.dead_code_threshold,
+        res_blocks: a.res_blocks,
+        upsample: match a.upsample {
+            UpsampleArg::Nearest => kiln_models::vqvae::Upsample::Nearest,
+            UpsampleArg::PixelShuffle => kiln_models::vqvae::Upsample::PixelShuffle,
+        },
         ..VqVaeConfig::default()
     };
     vq_config.validate().context("invalid VQ-VAE settings")?;
@@ -172,4 +189,13 @@ pub(super) fn train_vqvae(a: VqVaeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--upsample`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum UpsampleArg {
+    /// Nearest neighbour ×2, then a 3×3 convolution.
+    Nearest,
+    /// A 3×3 convolution to 4× the channels, then depth-to-space.
+    PixelShuffle,
 }
