@@ -225,7 +225,7 @@ fn the_tokenizer_ceiling_judges_the_embedded_vqvae_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("p.txt"),
-        "a large red circle in the center\na large blue triangle in the top left\n",
+        "a large red circle in the center\na large green square in the bottom right\n",
     )
     .unwrap();
     let v = json(
@@ -259,7 +259,11 @@ fn the_tokenizer_ceiling_judges_the_embedded_vqvae_round_trip() {
 
 /// The digits model kept in the repository (not compiled into the binary).
 fn digits_model() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../kiln-models/assets/digits-image").to_string()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../kiln-models/assets/digits-image"
+    )
+    .to_string()
 }
 
 #[test]
