@@ -2,7 +2,7 @@
 
   python bench/dl_train_step.py [steps]
 
-(`bench/kernels.py` imports the PyTorch side from here and adds fixed threads, kiln's fused
+(`bench/kernel_speed.py` imports the PyTorch side from here and adds fixed threads, kiln's fused
 kernels against plain candle, and a GFLOP/s table.)
 
 Models (the issue's benchmark shapes): LeNet-5 with batch 64 on 1×28×28 inputs and

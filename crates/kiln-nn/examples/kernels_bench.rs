@@ -1,6 +1,6 @@
 //! Time training steps (forward, backward, Adam) on the benchmark shapes with kiln's
 //! fused CPU kernels, or with the plain candle compositions they replace (`plain`), and print
-//! one JSON line. Driven by `bench/kernels.py`, which runs PyTorch on the same shapes.
+//! one JSON line. Driven by `bench/kernel_speed.py`, which runs PyTorch on the same shapes.
 //!
 //! `cargo run --release -p kiln-nn --example kernels_bench -- lenet 20 [plain]`
 //!

@@ -1,5 +1,5 @@
 //! Measure candle's f32 matmul throughput (GFLOP/s) at n×n×n on the CPU, and print one JSON
-//! line. Driven by `bench/kernels.py`; shows whether gemm's AVX-512 path is on.
+//! line. Driven by `bench/kernel_speed.py`; shows whether gemm's AVX-512 path is on.
 //!
 //! `cargo run --release -p kiln-nn --example matmul_gflops -- 1024 10`
 

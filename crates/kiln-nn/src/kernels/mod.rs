@@ -10,7 +10,7 @@
 //! * [`attention`]: causal self-attention, row-blocked, with its backward.
 //!
 //! Every op keeps its plain reference (`*_plain`) public: the tests check forward and every
-//! gradient against it and against finite differences, and `bench/kernels.py` shows the gain.
+//! gradient against it and against finite differences, and `bench/kernel_speed.py` shows the gain.
 //! The matrix products run on the `gemm` crate candle uses, with its AVX-512 kernels enabled
 //! (runtime dispatch, see the workspace `Cargo.toml`).
 

@@ -1,7 +1,7 @@
 """kiln's fused CPU kernels against PyTorch and plain candle, at fixed threads, one run.
 
-  python bench/kernels.py [steps] [threads]      (defaults: 20 steps, 2 threads)
-  python bench/kernels.py attention [steps] [threads]   (only the attention table)
+  python bench/kernel_speed.py [steps] [threads]      (defaults: 20 steps, 2 threads)
+  python bench/kernel_speed.py attention [steps] [threads]   (only the attention table)
 
 For each workload of issue 6 (LeNet-5 training at batch 64 on 1x28x28; 2-layer LSTM and GRU,
 input 64, hidden 256, sequence 100, batch 32, Adam) it prints samples/s for kiln with its fused
