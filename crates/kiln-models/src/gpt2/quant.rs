@@ -505,13 +505,39 @@ impl WithSimd for DotBlock<'_> {
 
 /// GPT-2's `gelu_new`, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
 /// `x / (1 + e^(-2u))` with a vectorised `exp` (Cephes' polynomial, relative error ~1e-7)
-/// instead of libm's scalar `tanhf`. Inference only: a tensor that needs a gradient, or one
-/// not on the CPU in f32, takes candle's `gelu`.
+/// instead of libm's scalar `tanhf`. Its gradient is one fused pass too (see
+/// [`GeluNewDeriv`]), where candle's `gelu` backward builds a dozen tensor ops with scalar
+/// `tanhf` and `powf`. A tensor not on the CPU in f32 takes candle's `gelu`.
 pub(crate) fn gelu_new(xs: &Tensor) -> Result<Tensor> {
-    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 || xs.track_op() {
+    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
         return Ok(xs.gelu()?);
     }
-    Ok(xs.contiguous()?.apply_op1_no_bwd(&GeluNew)?)
+    let xs = xs.contiguous()?;
+    if xs.track_op() {
+        Ok(xs.apply_op1(GeluNew)?)
+    } else {
+        Ok(xs.apply_op1_no_bwd(&GeluNew)?)
+    }
+}
+
+/// Apply `f` to contiguous f32 chunks of `storage` in parallel: the output is a new tensor of
+/// the same shape.
+fn map_f32(
+    storage: &candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    what: &str,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    let all = storage.as_slice::<f32>()?;
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: not contiguous")))?;
+    let src = &all[a..b];
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(src.par_chunks(1 << 14))
+        .for_each(|(o, x)| f(x, o));
+    Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
 }
 
 struct GeluNew;
@@ -526,22 +552,55 @@ impl candle_core::CustomOp1 for GeluNew {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let all = storage.as_slice::<f32>()?;
-        let (a, b) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("gelu_new: not contiguous".into()))?;
-        let src = &all[a..b];
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(o, x)| Arch::new().dispatch(GeluChunk { x, out: o }));
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+        map_f32(storage, layout, "gelu_new", |x, o| {
+            Arch::new().dispatch(GeluChunk {
+                x,
+                out: o,
+                deriv: false,
+            })
+        })
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let d = arg.contiguous()?.apply_op1_no_bwd(&GeluNewDeriv)?;
+        Ok(Some(grad_res.mul(&d)?))
+    }
+}
+
+/// The derivative of [`gelu_new`]: with `s = 1 / (1 + e^(-2u))`, `gelu = x·s` and
+/// `gelu' = s + 2·x·s·(1 − s)·u'`, `u' = √(2/π)·(1 + 3·0.044715·x²)`.
+struct GeluNewDeriv;
+
+impl candle_core::CustomOp1 for GeluNewDeriv {
+    fn name(&self) -> &'static str {
+        "kiln-gelu-new-deriv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        map_f32(storage, layout, "gelu_new derivative", |x, o| {
+            Arch::new().dispatch(GeluChunk {
+                x,
+                out: o,
+                deriv: true,
+            })
+        })
     }
 }
 
 struct GeluChunk<'a> {
     x: &'a [f32],
     out: &'a mut [f32],
+    /// The derivative instead of the value.
+    deriv: bool,
 }
 
 impl WithSimd for GeluChunk<'_> {
@@ -549,9 +608,18 @@ impl WithSimd for GeluChunk<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
-        for (o, &x) in self.out.iter_mut().zip(self.x) {
-            let u = 0.797_884_6 * (x + 0.044715 * x * x * x); // √(2/π)·(x + 0.044715·x³)
-            *o = x / (1.0 + exp_approx(-2.0 * u));
+        if self.deriv {
+            for (o, &x) in self.out.iter_mut().zip(self.x) {
+                let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
+                let s = 1.0 / (1.0 + exp_approx(-2.0 * u));
+                let du = 0.797_884_6 * (1.0 + 3.0 * 0.044715 * x * x);
+                *o = s + 2.0 * x * s * (1.0 - s) * du;
+            }
+        } else {
+            for (o, &x) in self.out.iter_mut().zip(self.x) {
+                let u = 0.797_884_6 * (x + 0.044715 * x * x * x); // √(2/π)·(x + 0.044715·x³)
+                *o = x / (1.0 + exp_approx(-2.0 * u));
+            }
         }
     }
 }
@@ -646,6 +714,27 @@ mod tests {
                     assert!((g - w).abs() < 1e-4, "{dtype} {m}x{k}x{n}: {g} vs {w}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn gelu_new_gradient_matches_the_formula_and_candle() {
+        let xs: Vec<f32> = (-800..800).map(|i| i as f32 / 100.0).collect();
+        let v = candle_core::Var::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let ours = gelu_new(v.as_tensor()).unwrap();
+        let g = ours.sum_all().unwrap().backward().unwrap();
+        let ours_g = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let theirs = v.as_tensor().gelu().unwrap().sum_all().unwrap();
+        let g = theirs.backward().unwrap();
+        let theirs_g = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        for ((x, a), b) in xs.iter().zip(&ours_g).zip(&theirs_g) {
+            let x = *x as f64;
+            let t = (c * (x + 0.044715 * x.powi(3))).tanh();
+            let want =
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+            assert!((*a as f64 - want).abs() <= 1e-5, "{x}: {a} vs {want}");
+            assert!((a - b).abs() <= 1e-5, "{x}: ours {a} vs candle {b}");
         }
     }
 
