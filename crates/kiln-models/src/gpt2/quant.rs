@@ -506,7 +506,7 @@ impl WithSimd for DotBlock<'_> {
 /// GPT-2's `gelu_new`, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
 /// `x / (1 + e^(-2u))` with a vectorised `exp` (Cephes' polynomial, relative error ~1e-7)
 /// instead of libm's scalar `tanhf`. Its gradient is one fused pass too (see
-/// [`GeluNewDeriv`]), where candle's `gelu` backward builds a dozen tensor ops with scalar
+/// `GeluNew`), where candle's `gelu` backward builds a dozen tensor ops with scalar
 /// `tanhf` and `powf`. A tensor not on the CPU in f32 takes candle's `gelu`.
 pub(crate) fn gelu_new(xs: &Tensor) -> Result<Tensor> {
     if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
@@ -514,9 +514,9 @@ pub(crate) fn gelu_new(xs: &Tensor) -> Result<Tensor> {
     }
     let xs = xs.contiguous()?;
     if xs.track_op() {
-        Ok(xs.apply_op1(GeluNew)?)
+        Ok(xs.apply_op1(GeluNew { deriv: false })?)
     } else {
-        Ok(xs.apply_op1_no_bwd(&GeluNew)?)
+        Ok(xs.apply_op1_no_bwd(&GeluNew { deriv: false })?)
     }
 }
 
@@ -540,11 +540,20 @@ fn map_f32(
     Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
 }
 
-struct GeluNew;
+/// `gelu_new` (`deriv: false`) or its derivative (`deriv: true`): with
+/// `s = 1 / (1 + e^(-2u))`, `gelu = x·s` and `gelu' = s + 2·x·s·(1 − s)·u'`,
+/// `u' = √(2/π)·(1 + 3·0.044715·x²)`. The value's gradient is `grad · gelu'`, one more pass.
+struct GeluNew {
+    deriv: bool,
+}
 
 impl candle_core::CustomOp1 for GeluNew {
     fn name(&self) -> &'static str {
-        "kiln-gelu-new"
+        if self.deriv {
+            "kiln-gelu-new-deriv"
+        } else {
+            "kiln-gelu-new"
+        }
     }
 
     fn cpu_fwd(
@@ -552,12 +561,9 @@ impl candle_core::CustomOp1 for GeluNew {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        map_f32(storage, layout, "gelu_new", |x, o| {
-            Arch::new().dispatch(GeluChunk {
-                x,
-                out: o,
-                deriv: false,
-            })
+        let deriv = self.deriv;
+        map_f32(storage, layout, self.name(), |x, o| {
+            Arch::new().dispatch(GeluChunk { x, out: o, deriv })
         })
     }
 
@@ -567,32 +573,13 @@ impl candle_core::CustomOp1 for GeluNew {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let d = arg.contiguous()?.apply_op1_no_bwd(&GeluNewDeriv)?;
+        if self.deriv {
+            candle_core::bail!("kiln-gelu-new-deriv has no gradient (second derivatives of GELU are not supported)");
+        }
+        let d = arg
+            .contiguous()?
+            .apply_op1_no_bwd(&GeluNew { deriv: true })?;
         Ok(Some(grad_res.mul(&d)?))
-    }
-}
-
-/// The derivative of [`gelu_new`]: with `s = 1 / (1 + e^(-2u))`, `gelu = x·s` and
-/// `gelu' = s + 2·x·s·(1 − s)·u'`, `u' = √(2/π)·(1 + 3·0.044715·x²)`.
-struct GeluNewDeriv;
-
-impl candle_core::CustomOp1 for GeluNewDeriv {
-    fn name(&self) -> &'static str {
-        "kiln-gelu-new-deriv"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        map_f32(storage, layout, "gelu_new derivative", |x, o| {
-            Arch::new().dispatch(GeluChunk {
-                x,
-                out: o,
-                deriv: true,
-            })
-        })
     }
 }
 
