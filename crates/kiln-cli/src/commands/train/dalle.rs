@@ -10,11 +10,11 @@ use kiln_core::folder::Tensors;
 use kiln_core::ModelFolder;
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
 
-use kiln_data::shapes::{generate, ShapesParams, Vocabulary, IMAGE_SIZE};
+use kiln_data::shapes::{Vocabulary, IMAGE_SIZE};
 use kiln_models::text2image::{folder::VQVAE_KIND, ImageModel, ImageSampling, Prior, PriorConfig};
 use kiln_models::vqvae::{images_to_tensor, VqVae, VqVaeConfig};
 
-use super::vqvae::{mnist_split, ImageSet};
+use super::vqvae::{mnist_split, shapes_split, ImageSet};
 use super::*;
 
 #[derive(Args)]
@@ -92,17 +92,7 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
     }
     match a.dataset {
         ImageSet::Shapes => {
-            // the same streams as `kiln train vqvae`: training from --seed, validation apart
-            let seed = if train {
-                a.run.seed
-            } else {
-                a.run.seed ^ 0x0056_414c_4944
-            };
-            let p = ShapesParams {
-                n,
-                ..Default::default()
-            };
-            let samples = generate(&p, seed)?;
+            let samples = shapes_split(a.run.seed, n, train)?;
             let captions = samples.iter().map(|s| s.caption.clone()).collect();
             Ok((
                 captions,

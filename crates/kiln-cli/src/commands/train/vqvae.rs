@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use kiln_data::captioned_digits::to_rgb32;
 use kiln_data::idx::{load_mnist, Mnist, MnistSplit};
-use kiln_data::shapes::{generate, ShapesParams, IMAGE_SIZE};
+use kiln_data::shapes::{generate, ShapesParams, ShapesSample, IMAGE_SIZE};
 use kiln_models::vqvae::{images_to_tensor, reconstruction_stats, VqVae, VqVaeConfig};
 
 use super::*;
@@ -71,6 +71,18 @@ pub(super) struct VqVaeArgs {
     run: RunArgs,
 }
 
+/// `n` shapes pictures of the training part (generated from `seed`) or the validation part
+/// (from another stream of the same seed); `kiln train vqvae` and `kiln train dalle` share
+/// these streams.
+pub(super) fn shapes_split(seed: u64, n: usize, train: bool) -> Result<Vec<ShapesSample>> {
+    let seed = if train { seed } else { seed ^ 0x0056_414c_4944 };
+    let p = ShapesParams {
+        n,
+        ..Default::default()
+    };
+    Ok(generate(&p, seed)?)
+}
+
 /// MNIST's training split (`train`) or test split from the folder `--mnist` names.
 pub(super) fn mnist_split(dir: Option<&std::path::Path>, train: bool) -> Result<Mnist> {
     let dir =
@@ -90,22 +102,10 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
         bail!("--train-size and --val-size must be at least 1");
     }
     let bytes: Vec<u8> = match a.dataset {
-        ImageSet::Shapes => {
-            // validation pictures come from a different generator stream than training ones
-            let seed = if train {
-                a.run.seed
-            } else {
-                a.run.seed ^ 0x0056_414c_4944
-            };
-            let p = ShapesParams {
-                n,
-                ..Default::default()
-            };
-            generate(&p, seed)?
-                .into_iter()
-                .flat_map(|s| s.image)
-                .collect()
-        }
+        ImageSet::Shapes => shapes_split(a.run.seed, n, train)?
+            .into_iter()
+            .flat_map(|s| s.image)
+            .collect(),
         ImageSet::Digits => {
             let m = mnist_split(a.mnist.as_deref(), train)?;
             let mut out = Vec::with_capacity(n * IMAGE_SIZE * IMAGE_SIZE * 3);
