@@ -1,5 +1,5 @@
 //! Kernel evaluation: a resolved kernel function, and whole kernel rows computed with a
-//! vectorisable dot product and, for long rows, in parallel across the rayon pool.
+//! vectorisable dot product and, for long rows, in parallel across the solver's [`team`].
 //!
 //! Every entry of a row is computed independently by the same arithmetic, so a row is
 //! bit-for-bit the same whatever the number of threads.
@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::Kernel;
+use super::team;
 
 /// Rows shorter than this many multiply-adds are computed on the calling thread.
 const PAR_WORK: usize = 1 << 14;
@@ -279,38 +280,30 @@ impl KernelRows {
                 f: &f,
             })
         };
-        if work < PAR_WORK || rayon::current_num_threads() == 1 {
+        let threads = team::size();
+        if work < PAR_WORK || threads == 1 {
             body(first, out);
         } else {
-            // One contiguous part per thread: a single fork and join per row.
-            let parts = rayon::current_num_threads()
-                .min(work / (PAR_WORK / 2))
-                .max(1);
-            split_row(first, out, parts, &body);
+            // One contiguous part per team member (boundaries multiples of PAR_CHUNK).
+            let parts = threads.min(work / (PAR_WORK / 2)).max(1);
+            let len = out.len();
+            let mut items = Vec::with_capacity(parts);
+            let mut rest = out;
+            let mut at = 0;
+            for k in 1..=parts {
+                let end = if k == parts {
+                    len
+                } else {
+                    (len * k / parts).next_multiple_of(PAR_CHUNK).min(len)
+                };
+                let (part, tail) = rest.split_at_mut(end - at);
+                items.push((first + at, part));
+                rest = tail;
+                at = end;
+            }
+            team::map(items, |(start, part)| body(start, part));
         }
     }
-}
-
-/// `body(first, out)` over `parts` contiguous parts of `out` (boundaries multiples of
-/// [`PAR_CHUNK`]), run with `rayon::join`.
-fn split_row(
-    first: usize,
-    out: &mut [f32],
-    parts: usize,
-    body: &(impl Fn(usize, &mut [f32]) + Sync),
-) {
-    if parts <= 1 {
-        return body(first, out);
-    }
-    let half = parts / 2;
-    let mid = (out.len() * half / parts)
-        .next_multiple_of(PAR_CHUNK)
-        .min(out.len());
-    let (a, b) = out.split_at_mut(mid);
-    rayon::join(
-        || split_row(first, a, half, body),
-        || split_row(first + mid, b, parts - half, body),
-    );
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! solution is put back in the original order at the end.
 
 use super::kernel::KernelRows;
+use super::team;
 
 /// Floor of a non-positive curvature (libsvm's `TAU`).
 const TAU: f64 = 1e-12;
@@ -141,28 +142,51 @@ impl Cache {
                 self.push_back(j);
             }
         }
-        let sentinel = self.rows.len();
-        let mut h = self.next[sentinel];
-        while h != sentinel {
-            let nx = self.next[h];
-            let len = self.rows[h].len();
-            let mut evict = false;
-            for &(i, j) in pairs {
-                let (lo, hi) = if i < j { (i, j) } else { (j, i) };
-                if lo == hi || len <= lo {
+        // Then every cached row's entries, the rows split across the team by count (each
+        // row is independent; a row too short for some pair is evicted afterwards).
+        let mut cached: Vec<usize> = (0..self.rows.len())
+            .filter(|&h| !self.rows[h].is_empty())
+            .collect();
+        cached.sort_unstable();
+        let parts = team::size().min(cached.len() / 64).max(1);
+        let mut items = Vec::with_capacity(parts);
+        let mut rest = &mut self.rows[..];
+        let mut at = 0;
+        for k in 1..=parts {
+            let end = if k == parts {
+                at + rest.len()
+            } else {
+                cached[cached.len() * k / parts]
+            };
+            let (part, tail) = rest.split_at_mut(end - at);
+            items.push((at, part));
+            rest = tail;
+            at = end;
+        }
+        let evict = team::map(items, |(first, rows)| {
+            let mut evict = Vec::new();
+            for (h, row) in rows.iter_mut().enumerate() {
+                let len = row.len();
+                if len == 0 {
                     continue;
                 }
-                if len > hi {
-                    self.rows[h].swap(lo, hi);
-                } else {
-                    evict = true;
-                    break;
+                for &(i, j) in pairs {
+                    let (lo, hi) = if i < j { (i, j) } else { (j, i) };
+                    if lo == hi || len <= lo {
+                        continue;
+                    }
+                    if len > hi {
+                        row.swap(lo, hi);
+                    } else {
+                        evict.push(first + h);
+                        break;
+                    }
                 }
             }
-            if evict {
-                self.evict(h);
-            }
-            h = nx;
+            evict
+        });
+        for h in evict.into_iter().flatten() {
+            self.evict(h);
         }
     }
 
@@ -419,9 +443,10 @@ impl Best {
     }
 }
 
-/// How many parts a pass over `n` entries is split into: one per thread when `n` is long.
+/// How many parts a pass over `n` entries is split into: one per team member when `n` is
+/// long.
 fn parts(n: usize) -> usize {
-    let threads = rayon::current_num_threads();
+    let threads = team::size();
     if threads == 1 || n < PAR_MIN {
         1
     } else {
@@ -429,14 +454,18 @@ fn parts(n: usize) -> usize {
     }
 }
 
-/// Where the first of `parts` parts of `lo..hi` ends when split into `half` and the rest.
-fn split_point(lo: usize, hi: usize, half: usize, parts: usize) -> usize {
-    let mid = lo + ((hi - lo) * half / parts).next_multiple_of(PART_ALIGN);
-    mid.min(hi)
+/// The boundaries of `parts` contiguous parts of `lo..hi` (multiples of [`PART_ALIGN`] from
+/// `lo`), `parts + 1` of them.
+fn bounds(lo: usize, hi: usize, parts: usize) -> Vec<usize> {
+    let mut b: Vec<usize> = (0..parts)
+        .map(|k| (lo + ((hi - lo) * k / parts).next_multiple_of(PART_ALIGN)).min(hi))
+        .collect();
+    b.push(hi);
+    b
 }
 
-/// `scan` over `lo..hi` split into `parts` contiguous ranges run with `rayon::join`, the
-/// results merged left to right (so the result does not depend on the split).
+/// `scan` over `lo..hi` split into `parts` contiguous ranges run by the team, the results
+/// merged left to right (so the result does not depend on the split).
 fn split_scan<T: Send>(
     lo: usize,
     hi: usize,
@@ -447,17 +476,15 @@ fn split_scan<T: Send>(
     if parts <= 1 {
         return scan(lo..hi);
     }
-    let half = parts / 2;
-    let mid = split_point(lo, hi, half, parts);
-    let (a, b) = rayon::join(
-        || split_scan(lo, mid, half, scan, merge),
-        || split_scan(mid, hi, parts - half, scan, merge),
-    );
-    merge(a, b)
+    let b = bounds(lo, hi, parts);
+    let ranges: Vec<_> = b.windows(2).map(|w| w[0]..w[1]).collect();
+    let mut out = team::map(ranges, scan).into_iter();
+    let first = out.next().unwrap_or_else(|| scan(lo..lo));
+    out.fold(first, merge)
 }
 
-/// `scan` over `0..n`, split across the pool's threads when `n` is long, the parts merged left
-/// to right (so the result does not depend on the thread count).
+/// `scan` over `0..n`, split across the team when `n` is long, the parts merged left to right
+/// (so the result does not depend on the thread count).
 fn chunked<T: Send>(
     n: usize,
     scan: impl Fn(std::ops::Range<usize>) -> T + Sync,
@@ -469,7 +496,7 @@ fn chunked<T: Send>(
 }
 
 /// `f(part, first)` over contiguous parts of `g` (`first` the index of `part[0]`), split
-/// across the pool's threads like [`chunked`], the results merged left to right.
+/// across the team like [`chunked`], the results merged left to right.
 fn split_mut<T: Send>(
     g: &mut [f64],
     first: usize,
@@ -480,14 +507,17 @@ fn split_mut<T: Send>(
     if parts <= 1 {
         return f(g, first);
     }
-    let half = parts / 2;
-    let mid = split_point(0, g.len(), half, parts);
-    let (a, b) = g.split_at_mut(mid);
-    let (x, z) = rayon::join(
-        || split_mut(a, first, half, f, merge),
-        || split_mut(b, first + mid, parts - half, f, merge),
-    );
-    merge(x, z)
+    let b = bounds(0, g.len(), parts);
+    let mut items = Vec::with_capacity(parts);
+    let mut rest = g;
+    for w in b.windows(2) {
+        let (part, tail) = rest.split_at_mut(w[1] - w[0]);
+        items.push((part, first + w[0]));
+        rest = tail;
+    }
+    let mut out = team::map(items, |(part, at)| f(part, at)).into_iter();
+    let head = out.next().unwrap_or_else(|| f(&mut [], first));
+    out.fold(head, merge)
 }
 
 /// The candidate for `i` of the working set among `t` in `r`: the maximal violation
@@ -530,8 +560,13 @@ struct Solver<'a, Q: QMatrix> {
     next_up: Option<Best>,
 }
 
-/// Solve `problem` over `q` with SMO.
+/// Solve `problem` over `q` with SMO, its passes split across a [`team`] of the current rayon
+/// pool's size.
 pub fn solve<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
+    team::scope(|| solve_here(q, problem))
+}
+
+fn solve_here<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
     let l = problem.p.len();
     let mut s = Solver {
         q,
@@ -1027,7 +1062,7 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        let par = pool.install(|| chunked(n, scan, Best::none(), Best::merge));
+        let par = pool.install(|| team::scope(|| chunked(n, scan, Best::none(), Best::merge)));
         assert_eq!((par.val, par.idx), (seq.val, seq.idx));
         assert_eq!(
             seq.idx,
