@@ -15,6 +15,8 @@
 //! * [`folder`]: model folders (`config.json` + `model.safetensors`), written atomically and
 //!   checked thoroughly when read.
 //! * [`checks`]: the common-check suite that every estimator joins with one line.
+//! * [`team`]: a fork-join team with spinning helpers, for parallel passes too short for
+//!   rayon's sleeping workers.
 //!
 //! This crate knows nothing of candle, async code or printing.
 //!
@@ -35,6 +37,7 @@ pub mod folder;
 pub mod metrics;
 pub mod scale;
 pub mod split;
+pub mod team;
 pub mod traits;
 
 pub use dataset::{Dataset, Task};

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::Kernel;
-use super::team;
+use kiln_core::team;
 
 /// Rows shorter than this many multiply-adds are computed on the calling thread.
 const PAR_WORK: usize = 1 << 14;

@@ -7,9 +7,9 @@
 //!   `n × n` is ever allocated, so memory stays O(cache + n·d).
 //! * [`kernel`]: linear, rbf, poly and sigmoid kernels; rows computed with a vectorisable dot
 //!   product, in parallel for long rows, identical for any thread count.
-//! * [`team`]: the fork-join team the solver splits its per-iteration passes across; its
-//!   helpers spin between jobs, because waking a sleeping rayon worker costs as much as the
-//!   work of one pass.
+//!
+//! The solver splits its per-iteration passes across a [`kiln_core::team`] whose helpers spin
+//! between jobs: waking a sleeping rayon worker costs as much as the work of one pass.
 //! * [`model`] and [`svr`]: one-vs-one training and voting, `dual_coef` / `intercept` in scikit-learn's
 //!   sign conventions, `decision_function` in `ovr` or `ovo` shape, Platt probabilities by
 //!   internal 5-fold cross-validation, model folders (kinds `svc` and `svr`).
@@ -34,7 +34,6 @@ pub mod params;
 pub mod probability;
 pub mod smo;
 pub mod svr;
-pub mod team;
 
 use ndarray::ArrayView2;
 

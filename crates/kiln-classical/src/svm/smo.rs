@@ -17,7 +17,7 @@
 //! solution is put back in the original order at the end.
 
 use super::kernel::KernelRows;
-use super::team;
+use kiln_core::team;
 
 /// Floor of a non-positive curvature (libsvm's `TAU`).
 const TAU: f64 = 1e-12;
@@ -563,7 +563,7 @@ struct Solver<'a, Q: QMatrix> {
 /// Solve `problem` over `q` with SMO, its passes split across a [`team`] of the current rayon
 /// pool's size.
 pub fn solve<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
-    team::scope(|| solve_here(q, problem))
+    team::scope(rayon::current_num_threads(), || solve_here(q, problem))
 }
 
 fn solve_here<Q: QMatrix>(q: &mut Q, problem: Problem) -> Solution {
@@ -1058,11 +1058,7 @@ mod tests {
             }
             b
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let par = pool.install(|| team::scope(|| chunked(n, scan, Best::none(), Best::merge)));
+        let par = team::scope(3, || chunked(n, scan, Best::none(), Best::merge));
         assert_eq!((par.val, par.idx), (seq.val, seq.idx));
         assert_eq!(
             seq.idx,
