@@ -134,7 +134,7 @@ impl Team {
         for member in 1..=helpers {
             let shared = Arc::clone(&shared);
             match std::thread::Builder::new()
-                .name(format!("kiln-smo-{member}"))
+                .name(format!("kiln-team-{member}"))
                 .spawn(move || helper(&shared, member, spin))
             {
                 Ok(h) => handles.push(h),

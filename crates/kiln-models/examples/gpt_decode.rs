@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use kiln_models::gpt2::{self, load, GenerationConfig, WeightDtype};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: gpt_decode DIR")?);
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);

@@ -85,6 +85,7 @@ fn attention(steps: usize, fused: bool, dims: &[usize]) -> kiln_nn::Result<()> {
 }
 
 fn main() -> kiln_nn::Result<()> {
+    kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("lenet");
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);

@@ -54,3 +54,27 @@ pub mod step;
 pub use error::{Error, Result};
 pub use layers::Mode;
 pub use step::{EvalSums, TrainStep};
+
+/// Keep memory that the program frees for its next allocations instead of handing it back to
+/// the kernel. Call it first thing in `main` of a program that trains or generates.
+///
+/// A training step allocates and frees the same tensors every step. glibc's defaults serve
+/// blocks over 128 KiB (a threshold that only grows as such blocks are freed) with fresh
+/// `mmap`s and return free memory at the top of the heap to the kernel, so each step faults
+/// its buffers in again: page zeroing, and with two threads the TLB shootdowns of every
+/// `munmap`. Measured with `examples/kernels_bench` on two threads, ms per step before / after:
+/// LSTM 286 / 198, GRU 161 / 129, LeNet-5 13.2 / 8.3. The cost is that the process keeps its
+/// peak heap size until it exits.
+///
+/// Blocks up to 32 MiB (glibc's ceiling for this threshold) then come from the heap, and the
+/// heap is not trimmed. Other platforms and C libraries: does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` only changes two of glibc's allocation thresholds; glibc serialises it
+    // with its own locks, so it may be called at any time from any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+    }
+}

@@ -195,8 +195,10 @@ fn conv_layer_fused_and_plain_agree_and_repeat() {
 // ---------------------------------------------------------------------------------------------
 // LSTM and GRU directions
 
-/// (time, batch, input, hidden)
-const RNN_SHAPES: [(usize, usize, usize, usize); 3] = [(5, 3, 4, 6), (1, 1, 3, 5), (7, 2, 9, 17)];
+/// (time, batch, input, hidden). The last is big enough (batch · hidden · gates · hidden over
+/// 2^18) for a time step to be split into blocks of batch rows across the kernels' team.
+const RNN_SHAPES: [(usize, usize, usize, usize); 4] =
+    [(5, 3, 4, 6), (1, 1, 3, 5), (7, 2, 9, 17), (3, 9, 5, 100)];
 
 fn rnn_vars(t: usize, b: usize, i: usize, h: usize, g: usize, seed: u64) -> Vec<Var> {
     let s = |shape: &[usize], k: u64| (randn(shape, seed + k) * 0.5).unwrap();

@@ -24,6 +24,20 @@ pub mod rnn;
 
 type CResult<T> = candle_core::Result<T>;
 
+/// How long the kernels' team helpers spin after a job before they sleep: long enough to span
+/// the gap between two time steps of a recurrence, short enough not to hold a core from
+/// candle's own threads between ops.
+const TEAM_SPIN: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// The process-wide [`kiln_core::team::Team`] of candle's thread count (`RAYON_NUM_THREADS`,
+/// else every core), for per-step work too short to wake rayon's sleeping workers for.
+fn team() -> &'static kiln_core::team::Team {
+    static TEAM: std::sync::OnceLock<kiln_core::team::Team> = std::sync::OnceLock::new();
+    TEAM.get_or_init(|| {
+        kiln_core::team::Team::new(candle_core::utils::get_num_threads().max(1), TEAM_SPIN)
+    })
+}
+
 /// True when the fused kernels handle `t`: f32 on the CPU.
 pub fn fusable(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32

@@ -11,12 +11,13 @@
 //!
 //! Legend: T time, B batch, H hidden size, G gates (4 LSTM, 3 GRU).
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::{f32_slice, fusable, with_f32, CResult};
+use super::{f32_slice, fusable, team, with_f32, CResult};
 use crate::{Error, Result};
 
 /// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
@@ -131,7 +132,6 @@ fn gru_bwd_row(
     hp: &[f32],
     dx: &mut [f32],
     dhh: &mut [f32],
-    db_hn: &mut [f32],
     dh: &mut [f32],
 ) {
     let h = hp.len();
@@ -141,7 +141,7 @@ fn gru_bwd_row(
         &s4[2 * h..3 * h],
         &s4[3 * h..4 * h],
     );
-    let (gr, dh_next, db_hn, dh) = (&gr[..h], &dh_next[..h], &mut db_hn[..h], &mut dh[..h]);
+    let (gr, dh_next, dh) = (&gr[..h], &dh_next[..h], &mut dh[..h]);
     let (dxr, rest) = dx.split_at_mut(h);
     let (dxz, dxn) = rest.split_at_mut(h);
     let dxn = &mut dxn[..h];
@@ -156,7 +156,6 @@ fn gru_bwd_row(
         let daz = d * (hp[j] - n) * z * (1.0 - z);
         (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
         (dhr[j], dhz[j], dhn[j]) = (dar, daz, dan * r);
-        db_hn[j] += dan * r;
         dh[j] = d * z;
     }
 }
@@ -189,6 +188,47 @@ fn sum_rows(x: &[f32], out: &mut [f32]) {
     for row in x.chunks_exact(out.len()) {
         out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
     }
+}
+
+/// Batch rows per time step below which a step runs on one thread (gemm's own threads then
+/// split the product).
+const MIN_SPLIT_WORK: usize = 1 << 18;
+
+/// The batch rows of one time step split into one contiguous block per team member, when a
+/// step holds enough work (`b · h · gh` multiply-adds) to pay for the hand-off; each block
+/// runs its part of the step gemm and of the gate pass, which only touch its own rows.
+fn row_blocks(b: usize, h: usize, gh: usize) -> Vec<Range<usize>> {
+    let parts = team().size().min(b);
+    let parts = if b * h * gh < MIN_SPLIT_WORK {
+        1
+    } else {
+        parts.max(1)
+    };
+    (0..parts)
+        .map(|k| b * k / parts..b * (k + 1) / parts)
+        .collect()
+}
+
+/// The step gemm's threading: gemm's own when the step is one block, none inside a block.
+fn block_par(blocks: &[Range<usize>]) -> Par {
+    if blocks.len() == 1 {
+        Par::Auto
+    } else {
+        Par::Seq
+    }
+}
+
+/// `x` (rows of `width` values) cut into the given blocks of rows, which must cover a prefix
+/// of `x` in order.
+fn split_rows<'a>(x: &'a mut [f32], width: usize, blocks: &[Range<usize>]) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(blocks.len());
+    let mut rest = x;
+    for r in blocks {
+        let (a, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * width);
+        out.push(a);
+        rest = tail;
+    }
+    out
 }
 
 /// Time index of step `s` (reverse directions walk the sequence backwards).
@@ -261,25 +301,41 @@ impl CustomOp3 for LstmSeq {
         let mut out = vec![0f32; 2 * t_len * bh];
         let w_t = transpose(w, 4 * h, h);
         let (mut hp, mut cp) = (st[..bh].to_vec(), st[bh..2 * bh].to_vec());
+        let blocks = row_blocks(b, h, 4 * h);
+        let par = block_par(&blocks);
         for s in 0..t_len {
             let t = order(s, t_len, self.reverse);
             let gt = &mut gates[t * 4 * bh..(t + 1) * 4 * bh];
-            // (B, H) · (H, 4H) → (B, 4H), added to the input projection
-            matmul(
-                MatMut::rows(gt, b, 4 * h),
-                Mat::rows(&hp, b, h),
-                Mat::rows(&w_t, h, 4 * h),
-                true,
-                Par::Auto,
-            );
             let (oh, oc) = out.split_at_mut(t_len * bh);
             let (oh, oc) = (&mut oh[t * bh..(t + 1) * bh], &mut oc[t * bh..(t + 1) * bh]);
-            pulp::Arch::new().dispatch(|| {
-                for r in 0..b {
-                    let rows = r * h..(r + 1) * h;
-                    let g = &mut gt[4 * rows.start..4 * rows.end];
-                    lstm_fwd_row(g, &cp[rows.clone()], &mut oc[rows.clone()], &mut oh[rows]);
-                }
+            let items: Vec<_> = blocks
+                .iter()
+                .cloned()
+                .zip(split_rows(gt, 4 * h, &blocks))
+                .zip(
+                    split_rows(oh, h, &blocks)
+                        .into_iter()
+                        .zip(split_rows(oc, h, &blocks)),
+                )
+                .collect();
+            let (hp_, cp_, w_t) = (&hp, &cp, &w_t);
+            team().map(items, |((rows, g), (oh, oc))| {
+                let m = rows.len();
+                // (m, H) · (H, 4H) → (m, 4H), added to the input projection
+                matmul(
+                    MatMut::rows(g, m, 4 * h),
+                    Mat::rows(&hp_[rows.start * h..rows.end * h], m, h),
+                    Mat::rows(w_t, h, 4 * h),
+                    true,
+                    par,
+                );
+                pulp::Arch::new().dispatch(|| {
+                    for (k, r) in rows.enumerate() {
+                        let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
+                        let gk = &mut g[4 * loc.start..4 * loc.end];
+                        lstm_fwd_row(gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
+                    }
+                });
             });
             hp.copy_from_slice(oh);
             cp.copy_from_slice(oc);
@@ -311,6 +367,8 @@ impl CustomOp3 for LstmSeq {
                         let (gh, gc) = gr.split_at(t_len * bh);
                         let (h0, c0) = (&st[..bh], &st[bh..2 * bh]);
                         let (mut dh_next, mut dc_next) = (vec![0f32; bh], vec![0f32; bh]);
+                        let blocks = row_blocks(b, h, h4);
+                        let par = block_par(&blocks);
                         for s in (0..t_len).rev() {
                             let t = order(s, t_len, self.reverse);
                             let prev = (s > 0).then(|| order(s - 1, t_len, self.reverse));
@@ -321,30 +379,44 @@ impl CustomOp3 for LstmSeq {
                             let g = &gates[t * 4 * bh..(t + 1) * 4 * bh];
                             let dat = &mut da[t * 4 * bh..(t + 1) * 4 * bh];
                             let at = t * bh;
-                            pulp::Arch::new().dispatch(|| {
-                                for r in 0..b {
-                                    let k = r * h..(r + 1) * h;
-                                    let tk = at + k.start..at + k.end;
-                                    lstm_bwd_row(
-                                        &g[4 * k.start..4 * k.end],
-                                        &cs[tk.clone()],
-                                        &c_prev[k.clone()],
-                                        &gh[tk.clone()],
-                                        &gc[tk],
-                                        &mut dh_next[k.clone()],
-                                        &mut dc_next[k.clone()],
-                                        &mut dat[4 * k.start..4 * k.end],
-                                    );
-                                }
+                            let items: Vec<_> = blocks
+                                .iter()
+                                .cloned()
+                                .zip(split_rows(dat, h4, &blocks))
+                                .zip(
+                                    split_rows(&mut dh_next, h, &blocks)
+                                        .into_iter()
+                                        .zip(split_rows(&mut dc_next, h, &blocks)),
+                                )
+                                .collect();
+                            team().map(items, |((rows, dak), (dhk, dck))| {
+                                let m = rows.len();
+                                pulp::Arch::new().dispatch(|| {
+                                    for (k, r) in rows.enumerate() {
+                                        let loc = k * h..(k + 1) * h;
+                                        let glob = r * h..(r + 1) * h;
+                                        let tk = at + glob.start..at + glob.end;
+                                        lstm_bwd_row(
+                                            &g[4 * glob.start..4 * glob.end],
+                                            &cs[tk.clone()],
+                                            &c_prev[glob],
+                                            &gh[tk.clone()],
+                                            &gc[tk],
+                                            &mut dhk[loc.clone()],
+                                            &mut dck[loc.clone()],
+                                            &mut dak[4 * loc.start..4 * loc.end],
+                                        );
+                                    }
+                                });
+                                // dh_{t-1} = dA_t (m, 4H) · W_hh (4H, H)
+                                matmul(
+                                    MatMut::rows(dhk, m, h),
+                                    Mat::rows(dak, m, h4),
+                                    Mat::rows(w, h4, h),
+                                    false,
+                                    par,
+                                );
                             });
-                            // dh_{t-1} = dA_t (B, 4H) · W_hh (4H, H)
-                            matmul(
-                                MatMut::rows(&mut dh_next, b, h),
-                                Mat::rows(dat, b, h4),
-                                Mat::rows(w, h4, h),
-                                false,
-                                Par::Auto,
-                            );
                         }
                         weight_grad(&mut dw, &da, hs, h0, t_len, b, h, 4, self.reverse);
                         dst[..bh].copy_from_slice(&dh_next);
@@ -580,31 +652,47 @@ impl CustomOp3 for GruSeq {
         let mut out = vec![0f32; t_len * bh];
         let mut hw = vec![0f32; 3 * bh];
         let w_t = transpose(w, 3 * h, h);
+        let blocks = row_blocks(b, h, 3 * h);
+        let par = block_par(&blocks);
         for s in 0..t_len {
             let t = order(s, t_len, self.reverse);
-            // (B, H) · (H, 3H) → (B, 3H)
-            matmul(
-                MatMut::rows(&mut hw, b, 3 * h),
-                Mat::rows(&hp, b, h),
-                Mat::rows(&w_t, h, 3 * h),
-                false,
-                Par::Auto,
-            );
             let xt = &xw[t * 3 * bh..(t + 1) * 3 * bh];
             let sv = &mut saved[t * 4 * bh..(t + 1) * 4 * bh];
             let ot = &mut out[t * bh..(t + 1) * bh];
-            pulp::Arch::new().dispatch(|| {
-                for r in 0..b {
-                    let k = r * h..(r + 1) * h;
-                    gru_fwd_row(
-                        &xt[3 * k.start..3 * k.end],
-                        &hw[3 * k.start..3 * k.end],
-                        b_hn,
-                        &hp[k.clone()],
-                        &mut ot[k.clone()],
-                        &mut sv[4 * k.start..4 * k.end],
-                    );
-                }
+            let items: Vec<_> = blocks
+                .iter()
+                .cloned()
+                .zip(split_rows(&mut hw, 3 * h, &blocks))
+                .zip(
+                    split_rows(ot, h, &blocks)
+                        .into_iter()
+                        .zip(split_rows(sv, 4 * h, &blocks)),
+                )
+                .collect();
+            let (hp_, w_t) = (&hp, &w_t);
+            team().map(items, |((rows, hwk), (ok, svk))| {
+                let m = rows.len();
+                // (m, H) · (H, 3H) → (m, 3H)
+                matmul(
+                    MatMut::rows(hwk, m, 3 * h),
+                    Mat::rows(&hp_[rows.start * h..rows.end * h], m, h),
+                    Mat::rows(w_t, h, 3 * h),
+                    false,
+                    par,
+                );
+                pulp::Arch::new().dispatch(|| {
+                    for (k, r) in rows.enumerate() {
+                        let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
+                        gru_fwd_row(
+                            &xt[3 * glob.start..3 * glob.end],
+                            &hwk[3 * loc.start..3 * loc.end],
+                            b_hn,
+                            &hp_[glob],
+                            &mut ok[loc.clone()],
+                            &mut svk[4 * loc.start..4 * loc.end],
+                        );
+                    }
+                });
             });
             hp.copy_from_slice(ot);
         }
@@ -637,7 +725,8 @@ impl CustomOp3 for GruSeq {
                         let mut dh = vec![0f32; bh];
                         let (dh0, rest) = daux.split_at_mut(bh);
                         let (db_hn, dbias) = rest.split_at_mut(h);
-                        let db_hn = &mut db_hn[..];
+                        let blocks = row_blocks(b, h, h3);
+                        let par = block_par(&blocks);
                         for s in (0..t_len).rev() {
                             let t = order(s, t_len, self.reverse);
                             let hprev = match (s > 0).then(|| order(s - 1, t_len, self.reverse)) {
@@ -648,33 +737,52 @@ impl CustomOp3 for GruSeq {
                             let dx = &mut dxw[t * 3 * bh..(t + 1) * 3 * bh];
                             let dhh = &mut dhw[t * 3 * bh..(t + 1) * 3 * bh];
                             let at = t * bh;
-                            pulp::Arch::new().dispatch(|| {
-                                for r in 0..b {
-                                    let k = r * h..(r + 1) * h;
-                                    gru_bwd_row(
-                                        &sv[4 * k.start..4 * k.end],
-                                        &gr[at + k.start..at + k.end],
-                                        &dh_next[k.clone()],
-                                        &hprev[k.clone()],
-                                        &mut dx[3 * k.start..3 * k.end],
-                                        &mut dhh[3 * k.start..3 * k.end],
-                                        &mut db_hn[..],
-                                        &mut dh[k.clone()],
-                                    );
-                                }
+                            let items: Vec<_> = blocks
+                                .iter()
+                                .cloned()
+                                .zip(split_rows(dx, h3, &blocks))
+                                .zip(
+                                    split_rows(dhh, h3, &blocks)
+                                        .into_iter()
+                                        .zip(split_rows(&mut dh, h, &blocks)),
+                                )
+                                .collect();
+                            let dh_next_ = &dh_next;
+                            team().map(items, |((rows, dxk), (dhhk, dhk))| {
+                                let m = rows.len();
+                                pulp::Arch::new().dispatch(|| {
+                                    for (k, r) in rows.enumerate() {
+                                        let loc = k * h..(k + 1) * h;
+                                        let glob = r * h..(r + 1) * h;
+                                        gru_bwd_row(
+                                            &sv[4 * glob.start..4 * glob.end],
+                                            &gr[at + glob.start..at + glob.end],
+                                            &dh_next_[glob.clone()],
+                                            &hprev[glob],
+                                            &mut dxk[3 * loc.start..3 * loc.end],
+                                            &mut dhhk[3 * loc.start..3 * loc.end],
+                                            &mut dhk[loc],
+                                        );
+                                    }
+                                });
+                                // dh_{t-1} = d ⊙ z + dHW_t (m, 3H) · W_hh (3H, H)
+                                matmul(
+                                    MatMut::rows(dhk, m, h),
+                                    Mat::rows(dhhk, m, h3),
+                                    Mat::rows(w, h3, h),
+                                    true,
+                                    par,
+                                );
                             });
-                            // dh_{t-1} = d ⊙ z + dHW_t (B, 3H) · W_hh (3H, H)
-                            matmul(
-                                MatMut::rows(&mut dh, b, h),
-                                Mat::rows(dhh, b, h3),
-                                Mat::rows(w, h3, h),
-                                true,
-                                Par::Auto,
-                            );
                             std::mem::swap(&mut dh, &mut dh_next);
                         }
                         weight_grad(&mut dw, &dhw, hs, h0, t_len, b, h, 3, self.reverse);
                         sum_rows(&dxw, dbias);
+                        // b_hn sits inside r ⊙ (W_hn h + b_hn): its gradient is the sum of
+                        // dHW's n part over every step and row.
+                        let mut dhw_sum = vec![0f32; h3];
+                        sum_rows(&dhw, &mut dhw_sum);
+                        db_hn.copy_from_slice(&dhw_sum[2 * h..]);
                         dh0.copy_from_slice(&dh_next);
                         Ok(())
                     })
