@@ -25,10 +25,10 @@ use rayon::prelude::*;
 
 /// Products with at most this many rows use the matrix-vector kernels; more go to gemm.
 pub(crate) const SMALL_M: usize = 16;
-/// Output columns per task of the (in, out) f32 kernel.
-const COL_BLOCK: usize = 256;
-/// Output rows per task of the (out, in) dot kernel.
-const ROW_BLOCK: usize = 32;
+/// Weight rows per partial sum of the (in, out) f32 kernel.
+const K_CHUNK: usize = 128;
+/// Output rows per task of the (out, in) dot kernel (contiguous weight rows).
+const ROW_BLOCK: usize = 2048;
 /// Values per int8 block (one scale each).
 pub const Q8_BLOCK: usize = 32;
 
@@ -304,38 +304,33 @@ pub(crate) fn matmul_out_in(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(y, (m, n), &Device::Cpu)?)
 }
 
-/// y (M, N) = x (M, K) · w (K, N) + bias, w row-major: each task owns a block of output
-/// columns and walks the K weight rows once, updating all M rows.
+/// y (M, N) = x (M, K) · w (K, N) + bias, w row-major. The K weight rows are cut into chunks
+/// of [`K_CHUNK`] contiguous rows, which the kernels' team shares out; each chunk walks its
+/// rows once (one long sequential stream, which the hardware prefetchers follow) into its own
+/// partial sum of every output, and the partial sums are added in chunk order, so the result
+/// does not depend on the thread count.
 fn axpy_cols(w: &[f32], k: usize, n: usize, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
-    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COL_BLOCK))
-        .into_par_iter()
-        .map(|blk| {
-            let c0 = blk * COL_BLOCK;
-            let c1 = (c0 + COL_BLOCK).min(n);
-            let width = c1 - c0;
-            let mut y = vec![0f32; m * width];
-            if let Some(b) = bias {
-                y.chunks_mut(width)
-                    .for_each(|r| r.copy_from_slice(&b[c0..c1]));
-            }
-            Arch::new().dispatch(AxpyBlock {
-                w,
-                n,
-                k,
-                c0,
-                width,
-                x,
-                y: &mut y,
-            });
-            (c0, y)
-        })
+    let chunks: Vec<std::ops::Range<usize>> = (0..k.div_ceil(K_CHUNK))
+        .map(|c| c * K_CHUNK..((c + 1) * K_CHUNK).min(k))
         .collect();
-    let mut y = vec![0f32; m * n];
-    for (c0, block) in blocks {
-        let width = block.len() / m.max(1);
-        for (r, row) in block.chunks(width).enumerate() {
-            y[r * n + c0..r * n + c0 + width].copy_from_slice(row);
-        }
+    let partials = kiln_nn::kernels::team().map(chunks, |rows| {
+        let mut y = vec![0f32; m * n];
+        Arch::new().dispatch(AxpyBlock {
+            w,
+            n,
+            k,
+            rows,
+            x,
+            y: &mut y,
+        });
+        y
+    });
+    let mut y = match bias {
+        Some(b) => b.repeat(m),
+        None => vec![0f32; m * n],
+    };
+    for part in &partials {
+        y.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
     y
 }
@@ -344,8 +339,7 @@ struct AxpyBlock<'a> {
     w: &'a [f32],
     n: usize,
     k: usize,
-    c0: usize,
-    width: usize,
+    rows: std::ops::Range<usize>,
     x: &'a [f32],
     y: &'a mut [f32],
 }
@@ -359,16 +353,15 @@ impl WithSimd for AxpyBlock<'_> {
             w,
             n,
             k,
-            c0,
-            width,
+            rows,
             x,
             y,
         } = self;
-        let seg = |i: usize| &w[i * n + c0..i * n + c0 + width];
-        let mut i = 0;
-        while i + 4 <= k {
+        let seg = |i: usize| &w[i * n..(i + 1) * n];
+        let mut i = rows.start;
+        while i + 4 <= rows.end {
             let (w0, w1, w2, w3) = (seg(i), seg(i + 1), seg(i + 2), seg(i + 3));
-            for (r, yr) in y.chunks_exact_mut(width).enumerate() {
+            for (r, yr) in y.chunks_exact_mut(n).enumerate() {
                 let xr = &x[r * k + i..r * k + i + 4];
                 let (x0, x1, x2, x3) = (xr[0], xr[1], xr[2], xr[3]);
                 for ((((yj, &a), &b), &c), &d) in yr.iter_mut().zip(w0).zip(w1).zip(w2).zip(w3) {
@@ -377,9 +370,9 @@ impl WithSimd for AxpyBlock<'_> {
             }
             i += 4;
         }
-        while i < k {
+        while i < rows.end {
             let w0 = seg(i);
-            for (r, yr) in y.chunks_exact_mut(width).enumerate() {
+            for (r, yr) in y.chunks_exact_mut(n).enumerate() {
                 let x0 = x[r * k + i];
                 for (yj, &a) in yr.iter_mut().zip(w0) {
                     *yj = a.mul_add(x0, *yj);
@@ -409,23 +402,24 @@ impl Rows<'_> {
 /// y (M, N) = x (M, K) · wᵀ + bias for w (N, K) rows: tasks own blocks of output rows.
 fn dot_rows(w: Rows, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let n = w.out();
-    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .map(|blk| {
-            let o0 = blk * ROW_BLOCK;
-            let o1 = (o0 + ROW_BLOCK).min(n);
-            let mut y = vec![0f32; m * (o1 - o0)];
-            Arch::new().dispatch(DotBlock {
-                w,
-                o0,
-                o1,
-                x,
-                m,
-                y: &mut y,
-            });
-            (o0, y)
-        })
+    // A multiple of the team's size of equal blocks, so that every member gets the same work.
+    let team = kiln_nn::kernels::team();
+    let parts = team.size() * n.div_ceil(team.size() * ROW_BLOCK).max(1);
+    let blocks: Vec<std::ops::Range<usize>> = (0..parts)
+        .map(|p| n * p / parts..n * (p + 1) / parts)
         .collect();
+    let blocks = team.map(blocks, |r| {
+        let mut y = vec![0f32; m * r.len()];
+        Arch::new().dispatch(DotBlock {
+            w,
+            o0: r.start,
+            o1: r.end,
+            x,
+            m,
+            y: &mut y,
+        });
+        (r.start, y)
+    });
     let mut y = vec![0f32; m * n];
     for (o0, block) in blocks {
         let width = block.len() / m.max(1);
@@ -472,6 +466,30 @@ fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     simd.reduce_sum_f32s(s) + tail
 }
 
+/// Dot products of four consecutive rows of `k` values (`rows`, 4k values) with `x`: one
+/// SIMD accumulator per row, each load of `x` shared by the four.
+#[inline(always)]
+fn dot4<S: Simd>(simd: S, rows: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
+    let (xh, xt) = S::as_simd_f32s(x);
+    let split = |i: usize| S::as_simd_f32s(&rows[i * k..(i + 1) * k]);
+    let (r0, r1, r2, r3) = (split(0), split(1), split(2), split(3));
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [zero; 4];
+    for (t, &xv) in xh.iter().enumerate() {
+        acc[0] = simd.mul_add_e_f32s(r0.0[t], xv, acc[0]);
+        acc[1] = simd.mul_add_e_f32s(r1.0[t], xv, acc[1]);
+        acc[2] = simd.mul_add_e_f32s(r2.0[t], xv, acc[2]);
+        acc[3] = simd.mul_add_e_f32s(r3.0[t], xv, acc[3]);
+    }
+    let tail = |r: &[f32]| -> f32 { r.iter().zip(xt).map(|(a, b)| a * b).sum() };
+    [
+        simd.reduce_sum_f32s(acc[0]) + tail(r0.1),
+        simd.reduce_sum_f32s(acc[1]) + tail(r1.1),
+        simd.reduce_sum_f32s(acc[2]) + tail(r2.1),
+        simd.reduce_sum_f32s(acc[3]) + tail(r3.1),
+    ]
+}
+
 impl WithSimd for DotBlock<'_> {
     type Output = ();
 
@@ -481,7 +499,17 @@ impl WithSimd for DotBlock<'_> {
         let width = o1 - o0;
         match w {
             Rows::F32 { w, k } => {
-                for o in o0..o1 {
+                // Four weight rows at a time share each load of the input.
+                let mut o = o0;
+                while o + 4 <= o1 {
+                    let rows = &w[o * k..(o + 4) * k];
+                    for r in 0..m {
+                        let d = dot4(simd, rows, k, &x[r * k..(r + 1) * k]);
+                        y[r * width + o - o0..r * width + o - o0 + 4].copy_from_slice(&d);
+                    }
+                    o += 4;
+                }
+                for o in o..o1 {
                     let row = &w[o * k..(o + 1) * k];
                     for r in 0..m {
                         y[r * width + o - o0] = dot(simd, row, &x[r * k..(r + 1) * k]);
@@ -655,7 +683,16 @@ mod tests {
 
     #[test]
     fn kernels_match_the_plain_product_on_odd_shapes() {
-        for &(m, k, n) in &[(1, 37, 301), (3, 64, 5), (5, 70, 260), (16, 33, 17)] {
+        // k over K_CHUNK (several partial sums), n over ROW_BLOCK (several row blocks).
+        let shapes = [
+            (1, 37, 301),
+            (3, 64, 5),
+            (5, 70, 260),
+            (16, 33, 17),
+            (2, 300, 45),
+            (1, 24, 4103),
+        ];
+        for &(m, k, n) in &shapes {
             let x = data(m * k, 1);
             let w_in_out = data(k * n, 2);
             let mut w_out_in = vec![0f32; k * n];

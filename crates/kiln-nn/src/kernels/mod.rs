@@ -31,7 +31,7 @@ const TEAM_SPIN: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// The process-wide [`kiln_core::team::Team`] of candle's thread count (`RAYON_NUM_THREADS`,
 /// else every core), for per-step work too short to wake rayon's sleeping workers for.
-fn team() -> &'static kiln_core::team::Team {
+pub fn team() -> &'static kiln_core::team::Team {
     static TEAM: std::sync::OnceLock<kiln_core::team::Team> = std::sync::OnceLock::new();
     TEAM.get_or_init(|| {
         kiln_core::team::Team::new(candle_core::utils::get_num_threads().max(1), TEAM_SPIN)
