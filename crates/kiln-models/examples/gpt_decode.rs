@@ -1,7 +1,10 @@
 //! Decode and prefill speed of kiln's GPT-2 on a Hugging Face folder (used by
 //! `bench/gpt_decode.py`; prints one JSON line).
 //!
-//! `cargo run --release -p kiln-models --example gpt_decode -- DIR [prompt_len] [new] [prefill_len] [f32|bf16|q8]`
+//! `cargo run --release -p kiln-models --example gpt_decode -- DIR [prompt_len] [new] [prefill_len] [f32|bf16|q8] [prefill_runs]`
+//!
+//! Decode and prefill are each the best of two runs (`prefill_runs` more prefills, for a
+//! profile).
 
 use std::time::Instant;
 
@@ -52,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens = out.new_tokens();
     }
     let mut prefill = f64::INFINITY;
-    for _ in 0..2 {
+    for _ in 0..arg(6, 2) {
         let x = Tensor::new(ids(prefill_len), &Device::Cpu)?.unsqueeze(0)?;
         let t = Instant::now();
         let mut cache = model.new_cache(prefill_len);

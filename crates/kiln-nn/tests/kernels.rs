@@ -490,3 +490,23 @@ fn max_pool_2x2_fast_path_matches_candle_and_routes_ties_to_the_first() {
         "ties: the whole gradient goes to each window's first element"
     );
 }
+
+#[test]
+fn fused_linear_matches_candle_matmul_plus_bias() {
+    for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96)] {
+        let x = randn(&[m, k], 1);
+        let w = randn(&[k, n], 2);
+        let b = randn(&[n], 3);
+        let got = kiln_nn::kernels::linear_in_out(&x, &w, &b).unwrap();
+        let want = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("linear {m}x{k}x{n}"));
+    }
+    // A trained variable takes candle's path (and keeps its gradient).
+    let w = Var::from_tensor(&randn(&[4, 3], 5)).unwrap();
+    let x = randn(&[2, 4], 6);
+    let b = randn(&[3], 7);
+    let y = kiln_nn::kernels::linear_in_out(&x, w.as_tensor(), &b).unwrap();
+    assert!(y.backward().unwrap().get(w.as_tensor()).is_some());
+    let e = kiln_nn::kernels::linear_in_out(&x, &randn(&[5, 3], 8), &b).unwrap_err();
+    assert!(e.to_string().contains("[2, 4]"), "{e}");
+}

@@ -75,10 +75,8 @@ impl Conv1D {
             Matrix::F32(w) if rows <= SMALL_M && quant::fast_path(&x, w) => {
                 quant::matmul_in_out(&x, w, Some(&self.bias))? // (N, out)
             }
-            Matrix::F32(w) => x
-                .matmul(w)? // (N, in)·(in, out) = (N, out)
-                .broadcast_add(&self.bias)?,
-            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?, // (N, out)
+            Matrix::F32(w) => kiln_nn::kernels::linear_in_out(&x, w, &self.bias)?, // (N, out)
+            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?,                // (N, out)
         };
         if let Some(last) = out_dims.last_mut() {
             *last = d_out;

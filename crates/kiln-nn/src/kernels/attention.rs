@@ -43,21 +43,44 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// In place: the first `valid` entries of `row` become `softmax(row·scale)`, the rest 0.
+/// The max and the sum run in [`LANES`] independent lanes (a loop that vectorises, where one
+/// running f32 sum or max cannot), combined at the end.
 #[inline(always)]
 fn softmax_row(row: &mut [f32], valid: usize, scale: f32) {
     let (live, dead) = row.split_at_mut(valid);
-    let max = live
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = live.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            lanes[l] = lanes[l].max(c[l] * scale);
+        }
+    }
+    let max = chunks
+        .remainder()
         .iter()
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+    let max = lanes.iter().fold(max, |m, &v| m.max(v));
+    let mut sums = [0f32; LANES];
+    let mut chunks = live.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let e = exp(c[l] * scale - max);
+            c[l] = e;
+            sums[l] += e;
+        }
+    }
     let mut sum = 0f32;
-    for v in live.iter_mut() {
+    for v in chunks.into_remainder() {
         *v = exp(*v * scale - max);
         sum += *v;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / (sums.iter().sum::<f32>() + sum);
     live.iter_mut().for_each(|v| *v *= inv);
     dead.fill(0.0);
 }
+
+/// Independent accumulators of [`softmax_row`] (one AVX-512 vector of f32).
+const LANES: usize = 16;
 
 /// Forward of one head: `q`, `k`, `v` (T, D) → `o` (T, D). `p` holds the softmax rows: all T
 /// of them (T, T) when `keep`, else one block (R, T) reused.

@@ -64,3 +64,43 @@ fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> CResult<R>) -> CR
         _ => candle_core::bail!("{op}: expected a CPU tensor"),
     }
 }
+
+/// `x · w + bias` for inference: x (M, K), w (K, N) row-major, bias (N) → (M, N), f32 on the
+/// CPU with no gradient tracked. The output starts as the bias rows and the product is
+/// accumulated onto it by one gemm, instead of candle's matmul followed by a broadcast add
+/// (a second pass over the output and a second buffer). Anything else takes that candle path.
+pub fn linear_in_out(x: &Tensor, w: &Tensor, bias: &Tensor) -> crate::Result<Tensor> {
+    let fused = [x, w, bias].iter().all(|t| fusable(t) && !t.track_op())
+        && x.rank() == 2
+        && w.rank() == 2
+        && bias.rank() == 1;
+    if !fused {
+        return Ok(x.matmul(w)?.broadcast_add(bias)?);
+    }
+    let (m, k) = x.dims2()?;
+    let (k2, n) = w.dims2()?;
+    if k2 != k || bias.dim(0)? != n {
+        return Err(crate::Error::shape(format!(
+            "linear: x {:?} · w {:?} + bias {:?}",
+            x.dims(),
+            w.dims(),
+            bias.dims()
+        )));
+    }
+    let y = with_f32(x, "linear", |xs| {
+        with_f32(w, "linear", |ws| {
+            with_f32(bias, "linear", |bs| {
+                let mut y = bs.repeat(m);
+                gemm::matmul(
+                    gemm::MatMut::rows(&mut y, m, n),
+                    gemm::Mat::rows(xs, m, k),
+                    gemm::Mat::rows(ws, k, n),
+                    true,
+                    gemm::Par::Auto,
+                );
+                Ok(y)
+            })
+        })
+    })?;
+    Ok(Tensor::from_vec(y, (m, n), x.device())?)
+}
