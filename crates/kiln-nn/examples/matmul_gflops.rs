@@ -11,8 +11,10 @@ fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let a = Tensor::randn(0f32, 1., (n, n), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1., (n, n), &Device::Cpu)?;
+    let k: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(n);
+    let nn: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(n);
+    let a = Tensor::randn(0f32, 1., (n, k), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1., (k, nn), &Device::Cpu)?;
     a.matmul(&b)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..reps {
@@ -21,7 +23,7 @@ fn main() -> candle_core::Result<()> {
         best = best.min(t.elapsed().as_secs_f64());
         drop(c);
     }
-    let gflops = 2.0 * (n as f64).powi(3) / best / 1e9;
+    let gflops = 2.0 * (n * k * nn) as f64 / best / 1e9;
     println!("{{\"n\": {n}, \"best_s\": {best:.6}, \"gflops\": {gflops:.1}}}");
     Ok(())
 }

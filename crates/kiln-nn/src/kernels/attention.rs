@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Par};
 use super::rnn::exp;
-use super::{f32_slice, fusable, with_f32, CResult};
+use super::{f32_slice, fusable, simd, with_f32, CResult};
 use crate::{ops, Error, Result};
 
 /// Query rows per block.
@@ -46,7 +46,7 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 /// The max and the sum run in [`LANES`] independent lanes (a loop that vectorises, where one
 /// running f32 sum or max cannot), combined at the end.
 #[inline(always)]
-fn softmax_row(row: &mut [f32], valid: usize, scale: f32) {
+fn softmax_row((row, valid, scale): (&mut [f32], usize, f32)) {
     let (live, dead) = row.split_at_mut(valid);
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = live.chunks_exact(LANES);
@@ -79,6 +79,29 @@ fn softmax_row(row: &mut [f32], valid: usize, scale: f32) {
     dead.fill(0.0);
 }
 
+/// In place: `dp` (one row of dP) becomes `dS = p ⊙ (dp - Σ p·dp)·scale`; masked entries have
+/// p = 0, so they get dS = 0. The sum runs in [`LANES`] lanes, like [`softmax_row`].
+#[inline(always)]
+fn softmax_grad_row((dp, p, scale): (&mut [f32], &[f32], f32)) {
+    let mut lanes = [0f32; LANES];
+    let (dc, pc) = (dp.chunks_exact(LANES), p.chunks_exact(LANES));
+    let tail: f32 = dc
+        .remainder()
+        .iter()
+        .zip(pc.remainder())
+        .map(|(g, p)| g * p)
+        .sum();
+    for (g, q) in dc.zip(pc) {
+        for l in 0..LANES {
+            lanes[l] += g[l] * q[l];
+        }
+    }
+    let dot = lanes.iter().sum::<f32>() + tail;
+    for (g, &q) in dp.iter_mut().zip(p) {
+        *g = q * (*g - dot) * scale;
+    }
+}
+
 /// Independent accumulators of [`softmax_row`] (one AVX-512 vector of f32).
 const LANES: usize = 16;
 
@@ -108,11 +131,9 @@ fn head_forward(
             false,
             par,
         );
-        pulp::Arch::new().dispatch(|| {
-            for (i, row) in pb.chunks_mut(t).take(n).enumerate() {
-                softmax_row(&mut row[..r1], r0 + i + 1, scale);
-            }
-        });
+        for (i, row) in pb.chunks_mut(t).take(n).enumerate() {
+            simd(softmax_row, (&mut row[..r1], r0 + i + 1, scale));
+        }
         // (R, r1)·(r1, D) = (R, D)
         matmul(
             MatMut::rows(&mut o[r0 * d..r1 * d], n, d),
@@ -162,16 +183,10 @@ fn head_backward(
             false,
             par,
         );
-        pulp::Arch::new().dispatch(|| {
-            for (i, row) in ds[..n * r1].chunks_exact_mut(r1).enumerate() {
-                let pr = &p[(r0 + i) * t..(r0 + i) * t + r1];
-                let dot: f32 = row.iter().zip(pr).map(|(g, p)| g * p).sum();
-                // masked entries have p = 0, so they get dS = 0
-                for (g, &p) in row.iter_mut().zip(pr) {
-                    *g = p * (*g - dot) * scale;
-                }
-            }
-        });
+        for (i, row) in ds[..n * r1].chunks_exact_mut(r1).enumerate() {
+            let pr = &p[(r0 + i) * t..(r0 + i) * t + r1];
+            simd(softmax_grad_row, (row, pr, scale));
+        }
         let dsb = Mat::rows(&ds[..n * r1], n, r1);
         // dq[r0..r1] = (R, r1)·(r1, D)
         matmul(

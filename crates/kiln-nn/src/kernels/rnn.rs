@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::{f32_slice, fusable, team, with_f32, CResult};
+use super::{f32_slice, fusable, simd, team, with_f32, CResult};
 use crate::{Error, Result};
 
 /// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
@@ -25,8 +25,10 @@ use crate::{Error, Result};
 #[inline(always)]
 pub(super) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call)
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call): the low
+    // mantissa bits of `t` hold n in two's complement
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -35,7 +37,9 @@ pub(super) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from those bits (no float-to-int conversion, which Rust saturates, so that a loop
+    // of this vectorises)
+    er * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
 }
 
 #[inline(always)]
@@ -51,7 +55,7 @@ fn tanh(x: f32) -> f32 {
 /// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
 /// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
 #[inline(always)]
-fn lstm_fwd_row(g: &mut [f32], cp: &[f32], c: &mut [f32], hv: &mut [f32]) {
+fn lstm_fwd_row((g, cp, c, hv): (&mut [f32], &[f32], &mut [f32], &mut [f32])) {
     let h = cp.len();
     let (gi, rest) = g.split_at_mut(h);
     let (gf, rest) = rest.split_at_mut(h);
@@ -70,15 +74,18 @@ fn lstm_fwd_row(g: &mut [f32], cp: &[f32], c: &mut [f32], hv: &mut [f32]) {
 /// out: dc for step t-1; dh is overwritten by the caller's gemm) and writes dA (4H).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
+#[allow(clippy::type_complexity)]
 fn lstm_bwd_row(
-    g: &[f32],
-    c: &[f32],
-    cp: &[f32],
-    gh: &[f32],
-    gc: &[f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
-    da: &mut [f32],
+    (g, c, cp, gh, gc, dh, dc, da): (
+        &[f32],
+        &[f32],
+        &[f32],
+        &[f32],
+        &[f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+    ),
 ) {
     let h = c.len();
     let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
@@ -103,7 +110,10 @@ fn lstm_bwd_row(
 /// One batch row of the GRU gate pass: projections `x3` and `h3` (3H), `b_hn`, previous `hp`
 /// → new `hv` (H), and saved r, z, n, W_hn h + b_hn (4H).
 #[inline(always)]
-fn gru_fwd_row(x3: &[f32], h3: &[f32], b_hn: &[f32], hp: &[f32], hv: &mut [f32], s4: &mut [f32]) {
+#[allow(clippy::type_complexity)]
+fn gru_fwd_row(
+    (x3, h3, b_hn, hp, hv, s4): (&[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
+) {
     let h = hp.len();
     let (xr, xz, xn) = (&x3[..h], &x3[h..2 * h], &x3[2 * h..3 * h]);
     let (hr, hz, hnn) = (&h3[..h], &h3[h..2 * h], &h3[2 * h..3 * h]);
@@ -125,14 +135,17 @@ fn gru_fwd_row(x3: &[f32], h3: &[f32], b_hn: &[f32], hp: &[f32], hv: &mut [f32],
 /// One batch row of the GRU backward gate pass.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
+#[allow(clippy::type_complexity)]
 fn gru_bwd_row(
-    s4: &[f32],
-    gr: &[f32],
-    dh_next: &[f32],
-    hp: &[f32],
-    dx: &mut [f32],
-    dhh: &mut [f32],
-    dh: &mut [f32],
+    (s4, gr, dh_next, hp, dx, dhh, dh): (
+        &[f32],
+        &[f32],
+        &[f32],
+        &[f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+    ),
 ) {
     let h = hp.len();
     let (sr, sz, sn, shn) = (
@@ -329,13 +342,12 @@ impl CustomOp3 for LstmSeq {
                     true,
                     par,
                 );
-                pulp::Arch::new().dispatch(|| {
-                    for (k, r) in rows.enumerate() {
-                        let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
-                        let gk = &mut g[4 * loc.start..4 * loc.end];
-                        lstm_fwd_row(gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
-                    }
-                });
+                for (k, r) in rows.enumerate() {
+                    let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
+                    let gk = &mut g[4 * loc.start..4 * loc.end];
+                    let row = (gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
+                    simd(lstm_fwd_row, row);
+                }
             });
             hp.copy_from_slice(oh);
             cp.copy_from_slice(oc);
@@ -391,23 +403,22 @@ impl CustomOp3 for LstmSeq {
                                 .collect();
                             team().map(items, |((rows, dak), (dhk, dck))| {
                                 let m = rows.len();
-                                pulp::Arch::new().dispatch(|| {
-                                    for (k, r) in rows.enumerate() {
-                                        let loc = k * h..(k + 1) * h;
-                                        let glob = r * h..(r + 1) * h;
-                                        let tk = at + glob.start..at + glob.end;
-                                        lstm_bwd_row(
-                                            &g[4 * glob.start..4 * glob.end],
-                                            &cs[tk.clone()],
-                                            &c_prev[glob],
-                                            &gh[tk.clone()],
-                                            &gc[tk],
-                                            &mut dhk[loc.clone()],
-                                            &mut dck[loc.clone()],
-                                            &mut dak[4 * loc.start..4 * loc.end],
-                                        );
-                                    }
-                                });
+                                for (k, r) in rows.enumerate() {
+                                    let loc = k * h..(k + 1) * h;
+                                    let glob = r * h..(r + 1) * h;
+                                    let tk = at + glob.start..at + glob.end;
+                                    let row = (
+                                        &g[4 * glob.start..4 * glob.end],
+                                        &cs[tk.clone()],
+                                        &c_prev[glob],
+                                        &gh[tk.clone()],
+                                        &gc[tk],
+                                        &mut dhk[loc.clone()],
+                                        &mut dck[loc.clone()],
+                                        &mut dak[4 * loc.start..4 * loc.end],
+                                    );
+                                    simd(lstm_bwd_row, row);
+                                }
                                 // dh_{t-1} = dA_t (m, 4H) · W_hh (4H, H)
                                 matmul(
                                     MatMut::rows(dhk, m, h),
@@ -680,19 +691,18 @@ impl CustomOp3 for GruSeq {
                     false,
                     par,
                 );
-                pulp::Arch::new().dispatch(|| {
-                    for (k, r) in rows.enumerate() {
-                        let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
-                        gru_fwd_row(
-                            &xt[3 * glob.start..3 * glob.end],
-                            &hwk[3 * loc.start..3 * loc.end],
-                            b_hn,
-                            &hp_[glob],
-                            &mut ok[loc.clone()],
-                            &mut svk[4 * loc.start..4 * loc.end],
-                        );
-                    }
-                });
+                for (k, r) in rows.enumerate() {
+                    let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
+                    let row = (
+                        &xt[3 * glob.start..3 * glob.end],
+                        &hwk[3 * loc.start..3 * loc.end],
+                        b_hn,
+                        &hp_[glob],
+                        &mut ok[loc.clone()],
+                        &mut svk[4 * loc.start..4 * loc.end],
+                    );
+                    simd(gru_fwd_row, row);
+                }
             });
             hp.copy_from_slice(ot);
         }
@@ -750,21 +760,20 @@ impl CustomOp3 for GruSeq {
                             let dh_next_ = &dh_next;
                             team().map(items, |((rows, dxk), (dhhk, dhk))| {
                                 let m = rows.len();
-                                pulp::Arch::new().dispatch(|| {
-                                    for (k, r) in rows.enumerate() {
-                                        let loc = k * h..(k + 1) * h;
-                                        let glob = r * h..(r + 1) * h;
-                                        gru_bwd_row(
-                                            &sv[4 * glob.start..4 * glob.end],
-                                            &gr[at + glob.start..at + glob.end],
-                                            &dh_next_[glob.clone()],
-                                            &hprev[glob],
-                                            &mut dxk[3 * loc.start..3 * loc.end],
-                                            &mut dhhk[3 * loc.start..3 * loc.end],
-                                            &mut dhk[loc],
-                                        );
-                                    }
-                                });
+                                for (k, r) in rows.enumerate() {
+                                    let loc = k * h..(k + 1) * h;
+                                    let glob = r * h..(r + 1) * h;
+                                    let row = (
+                                        &sv[4 * glob.start..4 * glob.end],
+                                        &gr[at + glob.start..at + glob.end],
+                                        &dh_next_[glob.clone()],
+                                        &hprev[glob],
+                                        &mut dxk[3 * loc.start..3 * loc.end],
+                                        &mut dhhk[3 * loc.start..3 * loc.end],
+                                        &mut dhk[loc],
+                                    );
+                                    simd(gru_bwd_row, row);
+                                }
                                 // dh_{t-1} = d ⊙ z + dHW_t (m, 3H) · W_hh (3H, H)
                                 matmul(
                                     MatMut::rows(dhk, m, h),
