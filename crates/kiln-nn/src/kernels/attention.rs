@@ -22,7 +22,10 @@ use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Par};
 use super::rnn::exp;
-use super::{f32_slice, fusable, simd, with_f32, CResult};
+use super::{f32_slice, fusable, simd_kernel, with_f32, CResult};
+
+simd_kernel!(SoftmaxRow<'a>(row: &'a mut [f32], valid: usize, scale: f32) => softmax_row);
+simd_kernel!(SoftmaxGradRow<'a>(dp: &'a mut [f32], p: &'a [f32], scale: f32) => softmax_grad_row);
 use crate::{ops, Error, Result};
 
 /// Query rows per block.
@@ -132,7 +135,7 @@ fn head_forward(
             par,
         );
         for (i, row) in pb.chunks_mut(t).take(n).enumerate() {
-            simd(softmax_row, (&mut row[..r1], r0 + i + 1, scale));
+            pulp::Arch::new().dispatch(SoftmaxRow(&mut row[..r1], r0 + i + 1, scale));
         }
         // (R, r1)·(r1, D) = (R, D)
         matmul(
@@ -185,7 +188,7 @@ fn head_backward(
         );
         for (i, row) in ds[..n * r1].chunks_exact_mut(r1).enumerate() {
             let pr = &p[(r0 + i) * t..(r0 + i) * t + r1];
-            simd(softmax_grad_row, (row, pr, scale));
+            pulp::Arch::new().dispatch(SoftmaxGradRow(row, pr, scale));
         }
         let dsb = Mat::rows(&ds[..n * r1], n, r1);
         // dq[r0..r1] = (R, r1)·(r1, D)

@@ -24,23 +24,29 @@ pub mod rnn;
 
 type CResult<T> = candle_core::Result<T>;
 
-/// `f(args)` compiled for the processor's best instruction set (AVX-512, AVX2 + FMA, ...,
-/// chosen at run time by `pulp`). `f` must be a function item marked `#[inline(always)]`,
-/// taking its arguments as one tuple: it is then inlined into the dispatched code. (A closure
-/// would be compiled on its own, for the baseline SSE2, and only called from there: measured,
-/// the gate and softmax loops ran 4 lanes wide with scalar float-to-int conversions.)
-#[inline(always)]
-fn simd<A, R>(f: impl FnOnce(A) -> R, args: A) -> R {
-    struct Call<F, A>(F, A);
-    impl<F: FnOnce(A) -> R, A, R> pulp::WithSimd for Call<F, A> {
-        type Output = R;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _simd: S) -> R {
-            (self.0)(self.1)
+/// `simd_kernel!(Name<'a>(a: A, b: B, ...) => f)` declares `Name`, a tuple struct of those
+/// arguments whose [`pulp::WithSimd`] impl calls `f((a, b, ...))`: dispatching it,
+/// `pulp::Arch::new().dispatch(Name(a, b, ...))`, runs `f` compiled for the processor's best
+/// instruction set (AVX-512, AVX2 + FMA, ..., chosen at run time). `f` must be
+/// `#[inline(always)]`; it is called directly, so it is inlined into the dispatched code. (A
+/// closure handed to `dispatch` is compiled on its own, for the baseline SSE2, and only called
+/// from there: measured, the gate and softmax loops ran 4 lanes wide.)
+macro_rules! simd_kernel {
+    ($name:ident<$lt:lifetime>($($arg:ident: $ty:ty),* $(,)?) => $f:ident) => {
+        struct $name<$lt>($($ty),*);
+
+        impl pulp::WithSimd for $name<'_> {
+            type Output = ();
+
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _simd: S) {
+                let $name($($arg),*) = self;
+                $f(($($arg),*))
+            }
         }
-    }
-    pulp::Arch::new().dispatch(Call(f, args))
+    };
 }
+pub(crate) use simd_kernel;
 
 /// How long the kernels' team helpers spin after a job before they sleep: long enough to span
 /// the gap between two time steps of a recurrence, short enough not to hold a core from

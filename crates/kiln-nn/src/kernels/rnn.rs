@@ -17,7 +17,36 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::{f32_slice, fusable, simd, team, with_f32, CResult};
+use super::{f32_slice, fusable, simd_kernel, team, with_f32, CResult};
+
+simd_kernel!(LstmFwdRow<'a>(g: &'a mut [f32], cp: &'a [f32], c: &'a mut [f32], hv: &'a mut [f32]) => lstm_fwd_row);
+simd_kernel!(LstmBwdRow<'a>(
+    g: &'a [f32],
+    c: &'a [f32],
+    cp: &'a [f32],
+    gh: &'a [f32],
+    gc: &'a [f32],
+    dh: &'a mut [f32],
+    dc: &'a mut [f32],
+    da: &'a mut [f32],
+) => lstm_bwd_row);
+simd_kernel!(GruFwdRow<'a>(
+    x3: &'a [f32],
+    h3: &'a [f32],
+    b_hn: &'a [f32],
+    hp: &'a [f32],
+    hv: &'a mut [f32],
+    s4: &'a mut [f32],
+) => gru_fwd_row);
+simd_kernel!(GruBwdRow<'a>(
+    s4: &'a [f32],
+    gr: &'a [f32],
+    dh_next: &'a [f32],
+    hp: &'a [f32],
+    dx: &'a mut [f32],
+    dhh: &'a mut [f32],
+    dh: &'a mut [f32],
+) => gru_bwd_row);
 use crate::{Error, Result};
 
 /// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
@@ -345,8 +374,8 @@ impl CustomOp3 for LstmSeq {
                 for (k, r) in rows.enumerate() {
                     let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
                     let gk = &mut g[4 * loc.start..4 * loc.end];
-                    let row = (gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
-                    simd(lstm_fwd_row, row);
+                    let row = LstmFwdRow(gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
+                    pulp::Arch::new().dispatch(row);
                 }
             });
             hp.copy_from_slice(oh);
@@ -407,7 +436,7 @@ impl CustomOp3 for LstmSeq {
                                     let loc = k * h..(k + 1) * h;
                                     let glob = r * h..(r + 1) * h;
                                     let tk = at + glob.start..at + glob.end;
-                                    let row = (
+                                    let row = LstmBwdRow(
                                         &g[4 * glob.start..4 * glob.end],
                                         &cs[tk.clone()],
                                         &c_prev[glob],
@@ -417,7 +446,7 @@ impl CustomOp3 for LstmSeq {
                                         &mut dck[loc.clone()],
                                         &mut dak[4 * loc.start..4 * loc.end],
                                     );
-                                    simd(lstm_bwd_row, row);
+                                    pulp::Arch::new().dispatch(row);
                                 }
                                 // dh_{t-1} = dA_t (m, 4H) · W_hh (4H, H)
                                 matmul(
@@ -693,7 +722,7 @@ impl CustomOp3 for GruSeq {
                 );
                 for (k, r) in rows.enumerate() {
                     let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
-                    let row = (
+                    let row = GruFwdRow(
                         &xt[3 * glob.start..3 * glob.end],
                         &hwk[3 * loc.start..3 * loc.end],
                         b_hn,
@@ -701,7 +730,7 @@ impl CustomOp3 for GruSeq {
                         &mut ok[loc.clone()],
                         &mut svk[4 * loc.start..4 * loc.end],
                     );
-                    simd(gru_fwd_row, row);
+                    pulp::Arch::new().dispatch(row);
                 }
             });
             hp.copy_from_slice(ot);
@@ -763,7 +792,7 @@ impl CustomOp3 for GruSeq {
                                 for (k, r) in rows.enumerate() {
                                     let loc = k * h..(k + 1) * h;
                                     let glob = r * h..(r + 1) * h;
-                                    let row = (
+                                    let row = GruBwdRow(
                                         &sv[4 * glob.start..4 * glob.end],
                                         &gr[at + glob.start..at + glob.end],
                                         &dh_next_[glob.clone()],
@@ -772,7 +801,7 @@ impl CustomOp3 for GruSeq {
                                         &mut dhhk[3 * loc.start..3 * loc.end],
                                         &mut dhk[loc],
                                     );
-                                    simd(gru_bwd_row, row);
+                                    pulp::Arch::new().dispatch(row);
                                 }
                                 // dh_{t-1} = d ⊙ z + dHW_t (m, 3H) · W_hh (3H, H)
                                 matmul(
