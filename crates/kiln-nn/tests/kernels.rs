@@ -493,7 +493,8 @@ fn max_pool_2x2_fast_path_matches_candle_and_routes_ties_to_the_first() {
 
 #[test]
 fn fused_linear_matches_candle_matmul_plus_bias() {
-    for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96)] {
+    // The last is over 64 rows: split into row blocks across the team.
+    for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96), (131, 40, 33)] {
         let x = randn(&[m, k], 1);
         let w = randn(&[k, n], 2);
         let b = randn(&[n], 3);
