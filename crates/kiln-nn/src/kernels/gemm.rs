@@ -115,8 +115,72 @@ impl<'a> MatMut<'a> {
     }
 }
 
+/// Multiply-adds from which a [`Par::Auto`] product is split across the kernels' team.
+const TEAM_SPLIT_WORK: usize = 1 << 21;
+
 /// `dst = a · b` (`accumulate` false) or `dst += a · b` (`accumulate` true).
+///
+/// With [`Par::Auto`], a large product whose output rows (or columns) are contiguous is cut
+/// into one block of rows (or columns) per member of the kernels' team, each a
+/// single-threaded gemm: measured 7% faster on GPT-2 prefill than gemm's own rayon split,
+/// whose sleeping workers must be woken for every product.
 pub(crate) fn matmul(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let team = super::team();
+    let parts = team.size();
+    if par == Par::Auto && parts > 1 && m * n * k >= TEAM_SPLIT_WORK && b.rows == k {
+        if dst.cs == 1 && dst.rs >= n && m >= 32 * parts && dst.rows == m && dst.cols == n {
+            let blocks = split_blocks(dst.data, dst.rs, m, parts);
+            team.map(blocks, |(r, data)| {
+                let rows = r.end - r.start;
+                let d = MatMut::strided(data, rows, n, dst.rs, 1);
+                let a = Mat::strided(&a.data[r.start * a.rs..], rows, k, a.rs, a.cs);
+                matmul(d, a, b, accumulate, Par::Seq)
+            });
+            return;
+        }
+        if dst.rs == 1 && dst.cs >= m && n >= 32 * parts && dst.rows == m && dst.cols == n {
+            let blocks = split_blocks(dst.data, dst.cs, n, parts);
+            team.map(blocks, |(c, data)| {
+                let cols = c.end - c.start;
+                let d = MatMut::strided(data, m, cols, 1, dst.cs);
+                let b = Mat::strided(&b.data[c.start * b.cs..], k, cols, b.rs, b.cs);
+                matmul(d, a, b, accumulate, Par::Seq)
+            });
+            return;
+        }
+    }
+    matmul_here(dst, a, b, accumulate, par)
+}
+
+/// `count` lines of `data`, `stride` apart, cut into `parts` blocks of consecutive lines: each
+/// block's range of lines and the part of `data` from its first line (up to the next block's).
+fn split_blocks(
+    data: &mut [f32],
+    stride: usize,
+    count: usize,
+    parts: usize,
+) -> Vec<(std::ops::Range<usize>, &mut [f32])> {
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = data;
+    let mut at = 0;
+    for p in 1..=parts {
+        let end = count * p / parts;
+        let take = if p == parts {
+            rest.len()
+        } else {
+            (end - at) * stride
+        };
+        let (block, tail) = std::mem::take(&mut rest).split_at_mut(take);
+        out.push((at..end, block));
+        rest = tail;
+        at = end;
+    }
+    out
+}
+
+/// [`matmul`] as one gemm call.
+fn matmul_here(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && dst.rows == m && dst.cols == n,
