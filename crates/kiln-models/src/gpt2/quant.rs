@@ -490,6 +490,78 @@ fn dot4<S: Simd>(simd: S, rows: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
     ]
 }
 
+/// Lanes of the packed dot kernels: one AVX-512 vector of f32.
+const LANES: usize = 16;
+
+/// Dot products of four consecutive bf16 rows of `k` values (`w`, 4k values) with `x`, each
+/// row in [`LANES`] accumulators. Inlined into a SIMD-dispatched caller, the bf16 → f32
+/// widening and the multiply-adds vectorise.
+#[inline(always)]
+fn dot4_bf16(w: &[u16], k: usize, x: &[f32]) -> [f32; 4] {
+    let mut acc = [[0f32; LANES]; 4];
+    let full = k / LANES * LANES;
+    for c in (0..full).step_by(LANES) {
+        let Ok(xs) = <&[f32; LANES]>::try_from(&x[c..c + LANES]) else {
+            continue;
+        };
+        for (r, a) in acc.iter_mut().enumerate() {
+            let Ok(ws) = <&[u16; LANES]>::try_from(&w[r * k + c..r * k + c + LANES]) else {
+                continue;
+            };
+            for l in 0..LANES {
+                a[l] = from_bf16(ws[l]).mul_add(xs[l], a[l]);
+            }
+        }
+    }
+    let mut out = [0f32; 4];
+    for (r, o) in out.iter_mut().enumerate() {
+        let tail: f32 = (full..k).map(|i| from_bf16(w[r * k + i]) * x[i]).sum();
+        *o = acc[r].iter().sum::<f32>() + tail;
+    }
+    out
+}
+
+/// Dot products of four consecutive q8 rows of `k` values (`q`, 4k values; `scales`, one per
+/// block of [`Q8_BLOCK`] of each row) with `x`: each block's integer weights times the input
+/// in [`LANES`] accumulators, scaled once per block.
+#[inline(always)]
+fn dot4_q8(q: &[i8], scales: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
+    let nb = k.div_ceil(Q8_BLOCK);
+    let full = k / Q8_BLOCK;
+    let mut acc = [[0f32; Q8_BLOCK]; 4];
+    let mut out = [0f32; 4];
+    for b in 0..full {
+        let c0 = b * Q8_BLOCK;
+        let Ok(xs) = <&[f32; Q8_BLOCK]>::try_from(&x[c0..c0 + Q8_BLOCK]) else {
+            continue;
+        };
+        for (r, a) in acc.iter_mut().enumerate() {
+            let Ok(qs) = <&[i8; Q8_BLOCK]>::try_from(&q[r * k + c0..r * k + c0 + Q8_BLOCK]) else {
+                continue;
+            };
+            let s = scales[r * nb + b];
+            for l in 0..Q8_BLOCK {
+                a[l] = (qs[l] as f32 * s).mul_add(xs[l], a[l]);
+            }
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let c0 = full * Q8_BLOCK;
+        let tail: f32 = if c0 < k {
+            let s = scales[r * nb + full];
+            q[r * k + c0..r * k + k]
+                .iter()
+                .zip(&x[c0..k])
+                .map(|(&v, &xv)| v as f32 * s * xv)
+                .sum()
+        } else {
+            0.0
+        };
+        *o = acc[r].iter().sum::<f32>() + tail;
+    }
+    out
+}
+
 impl WithSimd for DotBlock<'_> {
     type Output = ();
 
@@ -514,6 +586,31 @@ impl WithSimd for DotBlock<'_> {
                     for r in 0..m {
                         y[r * width + o - o0] = dot(simd, row, &x[r * k..(r + 1) * k]);
                     }
+                }
+            }
+            Rows::Packed(p) if m == 1 => {
+                // Decoding: four rows at a time, converted to f32 in registers as they are
+                // read (no row buffer), each load of the input shared by the four.
+                let mut o = o0;
+                while o + 4 <= o1 {
+                    let d = match &p.data {
+                        PackedData::Bf16(w) => dot4_bf16(&w[o * p.inp..(o + 4) * p.inp], p.inp, x),
+                        PackedData::Q8 { q, scales } => {
+                            let nb = p.inp.div_ceil(Q8_BLOCK);
+                            let (q, s) = (
+                                &q[o * p.inp..(o + 4) * p.inp],
+                                &scales[o * nb..(o + 4) * nb],
+                            );
+                            dot4_q8(q, s, p.inp, x)
+                        }
+                    };
+                    y[o - o0..o - o0 + 4].copy_from_slice(&d);
+                    o += 4;
+                }
+                let mut row = vec![0f32; p.inp];
+                for o in o..o1 {
+                    p.row_into(o, &mut row);
+                    y[o - o0] = dot(simd, &row, x);
                 }
             }
             Rows::Packed(p) => {
