@@ -492,6 +492,7 @@ fn dot4<S: Simd>(simd: S, rows: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
 
 /// Lanes of the packed dot kernels: one AVX-512 vector of f32.
 const LANES: usize = 16;
+const _: () = assert!(Q8_BLOCK == 2 * LANES, "dot4_q8 sums a block as two runs of LANES");
 
 /// Dot products of four consecutive bf16 rows of `k` values (`w`, 4k values) with `x`, each
 /// row in [`LANES`] accumulators. Inlined into a SIMD-dispatched caller, the bf16 → f32
@@ -528,7 +529,7 @@ fn dot4_bf16(w: &[u16], k: usize, x: &[f32]) -> [f32; 4] {
 fn dot4_q8(q: &[i8], scales: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
     let nb = k.div_ceil(Q8_BLOCK);
     let full = k / Q8_BLOCK;
-    let mut acc = [[0f32; Q8_BLOCK]; 4];
+    let mut acc = [[0f32; LANES]; 4];
     let mut out = [0f32; 4];
     for b in 0..full {
         let c0 = b * Q8_BLOCK;
@@ -539,9 +540,16 @@ fn dot4_q8(q: &[i8], scales: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
             let Ok(qs) = <&[i8; Q8_BLOCK]>::try_from(&q[r * k + c0..r * k + c0 + Q8_BLOCK]) else {
                 continue;
             };
+            // Σ q·x over the block in lanes, then scaled once into the accumulators.
+            let mut blk = [0f32; LANES];
+            for h in [0, LANES] {
+                for l in 0..LANES {
+                    blk[l] = (qs[h + l] as f32).mul_add(xs[h + l], blk[l]);
+                }
+            }
             let s = scales[r * nb + b];
-            for l in 0..Q8_BLOCK {
-                a[l] = (qs[l] as f32 * s).mul_add(xs[l], a[l]);
+            for l in 0..LANES {
+                a[l] = blk[l].mul_add(s, a[l]);
             }
         }
     }
