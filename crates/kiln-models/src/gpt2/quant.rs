@@ -492,7 +492,10 @@ fn dot4<S: Simd>(simd: S, rows: &[f32], k: usize, x: &[f32]) -> [f32; 4] {
 
 /// Lanes of the packed dot kernels: one AVX-512 vector of f32.
 const LANES: usize = 16;
-const _: () = assert!(Q8_BLOCK == 2 * LANES, "dot4_q8 sums a block as two runs of LANES");
+const _: () = assert!(
+    Q8_BLOCK == 2 * LANES,
+    "dot4_q8 sums a block as two runs of LANES"
+);
 
 /// Dot products of four consecutive bf16 rows of `k` values (`w`, 4k values) with `x`, each
 /// row in [`LANES`] accumulators. Inlined into a SIMD-dispatched caller, the bf16 → f32
