@@ -204,10 +204,12 @@ impl Team {
             s.wake.notify_all();
         }
         let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+        // Wait for the helpers, yielding the core every few microseconds: on a loaded machine
+        // a helper may be waiting for this very core.
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < n {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
+            if spins.is_multiple_of(128) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

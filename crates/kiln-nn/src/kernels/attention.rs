@@ -23,9 +23,6 @@ use rayon::prelude::*;
 use super::gemm::{matmul, Mat, MatMut, Par};
 use super::rnn::exp;
 use super::{f32_slice, fusable, simd_kernel, with_f32, CResult};
-
-simd_kernel!(SoftmaxRow<'a>(row: &'a mut [f32], valid: usize, scale: f32) => softmax_row);
-simd_kernel!(SoftmaxGradRow<'a>(dp: &'a mut [f32], p: &'a [f32], scale: f32) => softmax_grad_row);
 use crate::{ops, Error, Result};
 
 /// Query rows per block.
@@ -45,63 +42,65 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..t).step_by(ROWS).map(move |r0| (r0, (r0 + ROWS).min(t)))
 }
 
-/// In place: the first `valid` entries of `row` become `softmax(row·scale)`, the rest 0.
-/// The max and the sum run in [`LANES`] independent lanes (a loop that vectorises, where one
-/// running f32 sum or max cannot), combined at the end.
-#[inline(always)]
-fn softmax_row((row, valid, scale): (&mut [f32], usize, f32)) {
-    let (live, dead) = row.split_at_mut(valid);
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = live.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            lanes[l] = lanes[l].max(c[l] * scale);
+simd_kernel! {
+    /// In place: the first `valid` entries of `row` become `softmax(row·scale)`, the rest 0.
+    /// The max and the sum run in [`LANES`] independent lanes (a loop that vectorises, where one
+    /// running f32 sum or max cannot), combined at the end.
+    fn softmax_row<'a>(row: &'a mut [f32], valid: usize, scale: f32) as SoftmaxRow {
+        let (live, dead) = row.split_at_mut(valid);
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let mut chunks = live.chunks_exact(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                lanes[l] = lanes[l].max(c[l] * scale);
+            }
         }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-    let max = lanes.iter().fold(max, |m, &v| m.max(v));
-    let mut sums = [0f32; LANES];
-    let mut chunks = live.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            let e = exp(c[l] * scale - max);
-            c[l] = e;
-            sums[l] += e;
+        let max = chunks
+            .remainder()
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let max = lanes.iter().fold(max, |m, &v| m.max(v));
+        let mut sums = [0f32; LANES];
+        let mut chunks = live.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                let e = exp(c[l] * scale - max);
+                c[l] = e;
+                sums[l] += e;
+            }
         }
+        let mut sum = 0f32;
+        for v in chunks.into_remainder() {
+            *v = exp(*v * scale - max);
+            sum += *v;
+        }
+        let inv = 1.0 / (sums.iter().sum::<f32>() + sum);
+        live.iter_mut().for_each(|v| *v *= inv);
+        dead.fill(0.0);
     }
-    let mut sum = 0f32;
-    for v in chunks.into_remainder() {
-        *v = exp(*v * scale - max);
-        sum += *v;
-    }
-    let inv = 1.0 / (sums.iter().sum::<f32>() + sum);
-    live.iter_mut().for_each(|v| *v *= inv);
-    dead.fill(0.0);
 }
 
-/// In place: `dp` (one row of dP) becomes `dS = p ⊙ (dp - Σ p·dp)·scale`; masked entries have
-/// p = 0, so they get dS = 0. The sum runs in [`LANES`] lanes, like [`softmax_row`].
-#[inline(always)]
-fn softmax_grad_row((dp, p, scale): (&mut [f32], &[f32], f32)) {
-    let mut lanes = [0f32; LANES];
-    let (dc, pc) = (dp.chunks_exact(LANES), p.chunks_exact(LANES));
-    let tail: f32 = dc
-        .remainder()
-        .iter()
-        .zip(pc.remainder())
-        .map(|(g, p)| g * p)
-        .sum();
-    for (g, q) in dc.zip(pc) {
-        for l in 0..LANES {
-            lanes[l] += g[l] * q[l];
+simd_kernel! {
+    /// In place: `dp` (one row of dP) becomes `dS = p ⊙ (dp - Σ p·dp)·scale`; masked entries have
+    /// p = 0, so they get dS = 0. The sum runs in [`LANES`] lanes, like [`softmax_row`].
+    fn softmax_grad_row<'a>(dp: &'a mut [f32], p: &'a [f32], scale: f32) as SoftmaxGradRow {
+        let mut lanes = [0f32; LANES];
+        let (dc, pc) = (dp.chunks_exact(LANES), p.chunks_exact(LANES));
+        let tail: f32 = dc
+            .remainder()
+            .iter()
+            .zip(pc.remainder())
+            .map(|(g, p)| g * p)
+            .sum();
+        for (g, q) in dc.zip(pc) {
+            for l in 0..LANES {
+                lanes[l] += g[l] * q[l];
+            }
         }
-    }
-    let dot = lanes.iter().sum::<f32>() + tail;
-    for (g, &q) in dp.iter_mut().zip(p) {
-        *g = q * (*g - dot) * scale;
+        let dot = lanes.iter().sum::<f32>() + tail;
+        for (g, &q) in dp.iter_mut().zip(p) {
+            *g = q * (*g - dot) * scale;
+        }
     }
 }
 

@@ -24,15 +24,23 @@ pub mod rnn;
 
 type CResult<T> = candle_core::Result<T>;
 
-/// `simd_kernel!(Name<'a>(a: A, b: B, ...) => f)` declares `Name`, a tuple struct of those
-/// arguments whose [`pulp::WithSimd`] impl calls `f((a, b, ...))`: dispatching it,
-/// `pulp::Arch::new().dispatch(Name(a, b, ...))`, runs `f` compiled for the processor's best
-/// instruction set (AVX-512, AVX2 + FMA, ..., chosen at run time). `f` must be
-/// `#[inline(always)]`; it is called directly, so it is inlined into the dispatched code. (A
-/// closure handed to `dispatch` is compiled on its own, for the baseline SSE2, and only called
-/// from there: measured, the gate and softmax loops ran 4 lanes wide.)
+/// `simd_kernel! { fn f<'a>(a: A, b: B, ...) as Name { body } }` defines the row kernel `f`
+/// (`#[inline(always)]`) and `Name`, a tuple struct of its arguments whose
+/// [`pulp::WithSimd`] impl calls `f` directly: `pulp::Arch::new().dispatch(Name(a, b, ...))`
+/// then runs `f` inlined into code compiled for the processor's best instruction set
+/// (AVX-512, AVX2 + FMA, ..., chosen at run time). A closure handed to `dispatch` is instead
+/// compiled on its own, for the baseline SSE2, and only called from there: measured, the gate
+/// and softmax loops ran 4 lanes wide.
 macro_rules! simd_kernel {
-    ($name:ident<$lt:lifetime>($($arg:ident: $ty:ty),* $(,)?) => $f:ident) => {
+    (
+        $(#[$meta:meta])*
+        fn $f:ident<$lt:lifetime>($($arg:ident: $ty:ty),* $(,)?) as $name:ident $body:block
+    ) => {
+        $(#[$meta])*
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $f<$lt>($($arg: $ty),*) $body
+
         struct $name<$lt>($($ty),*);
 
         impl pulp::WithSimd for $name<'_> {
@@ -41,7 +49,7 @@ macro_rules! simd_kernel {
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, _simd: S) {
                 let $name($($arg),*) = self;
-                $f(($($arg),*))
+                $f($($arg),*)
             }
         }
     };

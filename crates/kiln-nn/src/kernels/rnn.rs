@@ -19,34 +19,6 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use super::gemm::{matmul, Mat, MatMut, Par};
 use super::{f32_slice, fusable, simd_kernel, team, with_f32, CResult};
 
-simd_kernel!(LstmFwdRow<'a>(g: &'a mut [f32], cp: &'a [f32], c: &'a mut [f32], hv: &'a mut [f32]) => lstm_fwd_row);
-simd_kernel!(LstmBwdRow<'a>(
-    g: &'a [f32],
-    c: &'a [f32],
-    cp: &'a [f32],
-    gh: &'a [f32],
-    gc: &'a [f32],
-    dh: &'a mut [f32],
-    dc: &'a mut [f32],
-    da: &'a mut [f32],
-) => lstm_bwd_row);
-simd_kernel!(GruFwdRow<'a>(
-    x3: &'a [f32],
-    h3: &'a [f32],
-    b_hn: &'a [f32],
-    hp: &'a [f32],
-    hv: &'a mut [f32],
-    s4: &'a mut [f32],
-) => gru_fwd_row);
-simd_kernel!(GruBwdRow<'a>(
-    s4: &'a [f32],
-    gr: &'a [f32],
-    dh_next: &'a [f32],
-    hp: &'a [f32],
-    dx: &'a mut [f32],
-    dhh: &'a mut [f32],
-    dh: &'a mut [f32],
-) => gru_bwd_row);
 use crate::{Error, Result};
 
 /// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
@@ -81,124 +53,129 @@ fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
-/// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
-/// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
-#[inline(always)]
-fn lstm_fwd_row((g, cp, c, hv): (&mut [f32], &[f32], &mut [f32], &mut [f32])) {
-    let h = cp.len();
-    let (gi, rest) = g.split_at_mut(h);
-    let (gf, rest) = rest.split_at_mut(h);
-    let (gg, go) = rest.split_at_mut(h);
-    let (go, c, hv) = (&mut go[..h], &mut c[..h], &mut hv[..h]);
-    for j in 0..h {
-        let (i, f, n, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-        (gi[j], gf[j], gg[j], go[j]) = (i, f, n, o);
-        c[j] = f * cp[j] + i * n;
-        hv[j] = o * tanh(c[j]);
+simd_kernel! {
+    /// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
+    /// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
+    fn lstm_fwd_row<'a>(
+        g: &'a mut [f32],
+        cp: &'a [f32],
+        c: &'a mut [f32],
+        hv: &'a mut [f32],
+    ) as LstmFwdRow {
+        let h = cp.len();
+        let (gi, rest) = g.split_at_mut(h);
+        let (gf, rest) = rest.split_at_mut(h);
+        let (gg, go) = rest.split_at_mut(h);
+        let (go, c, hv) = (&mut go[..h], &mut c[..h], &mut hv[..h]);
+        for j in 0..h {
+            let (i, f, n, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+            (gi[j], gf[j], gg[j], go[j]) = (i, f, n, o);
+            c[j] = f * cp[j] + i * n;
+            hv[j] = o * tanh(c[j]);
+        }
     }
 }
 
-/// One batch row of the LSTM backward gate pass: activated gates `g` (4H), cell `c` and previous
-/// cell `cp`, incoming gradients of h and c; updates the carried `dh`/`dc` (in: from step t+1,
-/// out: dc for step t-1; dh is overwritten by the caller's gemm) and writes dA (4H).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn lstm_bwd_row(
-    (g, c, cp, gh, gc, dh, dc, da): (
-        &[f32],
-        &[f32],
-        &[f32],
-        &[f32],
-        &[f32],
-        &mut [f32],
-        &mut [f32],
-        &mut [f32],
-    ),
-) {
-    let h = c.len();
-    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
-    let (cp, gh, gc, dh, dc) = (&cp[..h], &gh[..h], &gc[..h], &mut dh[..h], &mut dc[..h]);
-    let (dai, rest) = da.split_at_mut(h);
-    let (daf, rest) = rest.split_at_mut(h);
-    let (dag, dao) = rest.split_at_mut(h);
-    let dao = &mut dao[..h];
-    for j in 0..h {
-        let (i, f, n, o) = (gi[j], gf[j], gg[j], go[j]);
-        let tc = tanh(c[j]);
-        let d_h = gh[j] + dh[j];
-        let d_c = gc[j] + dc[j] + d_h * o * (1.0 - tc * tc);
-        dai[j] = d_c * n * i * (1.0 - i);
-        daf[j] = d_c * cp[j] * f * (1.0 - f);
-        dag[j] = d_c * i * (1.0 - n * n);
-        dao[j] = d_h * tc * o * (1.0 - o);
-        dc[j] = d_c * f;
+simd_kernel! {
+    /// One batch row of the LSTM backward gate pass: activated gates `g` (4H), cell `c` and
+    /// previous cell `cp`, incoming gradients of h and c; updates the carried `dh`/`dc` (in: from
+    /// step t+1, out: dc for step t-1; dh is overwritten by the caller's gemm) and writes dA (4H).
+    fn lstm_bwd_row<'a>(
+        g: &'a [f32],
+        c: &'a [f32],
+        cp: &'a [f32],
+        gh: &'a [f32],
+        gc: &'a [f32],
+        dh: &'a mut [f32],
+        dc: &'a mut [f32],
+        da: &'a mut [f32],
+    ) as LstmBwdRow {
+        let h = c.len();
+        let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+        let (cp, gh, gc, dh, dc) = (&cp[..h], &gh[..h], &gc[..h], &mut dh[..h], &mut dc[..h]);
+        let (dai, rest) = da.split_at_mut(h);
+        let (daf, rest) = rest.split_at_mut(h);
+        let (dag, dao) = rest.split_at_mut(h);
+        let dao = &mut dao[..h];
+        for j in 0..h {
+            let (i, f, n, o) = (gi[j], gf[j], gg[j], go[j]);
+            let tc = tanh(c[j]);
+            let d_h = gh[j] + dh[j];
+            let d_c = gc[j] + dc[j] + d_h * o * (1.0 - tc * tc);
+            dai[j] = d_c * n * i * (1.0 - i);
+            daf[j] = d_c * cp[j] * f * (1.0 - f);
+            dag[j] = d_c * i * (1.0 - n * n);
+            dao[j] = d_h * tc * o * (1.0 - o);
+            dc[j] = d_c * f;
+        }
     }
 }
 
-/// One batch row of the GRU gate pass: projections `x3` and `h3` (3H), `b_hn`, previous `hp`
-/// → new `hv` (H), and saved r, z, n, W_hn h + b_hn (4H).
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn gru_fwd_row(
-    (x3, h3, b_hn, hp, hv, s4): (&[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
-) {
-    let h = hp.len();
-    let (xr, xz, xn) = (&x3[..h], &x3[h..2 * h], &x3[2 * h..3 * h]);
-    let (hr, hz, hnn) = (&h3[..h], &h3[h..2 * h], &h3[2 * h..3 * h]);
-    let (b_hn, hv) = (&b_hn[..h], &mut hv[..h]);
-    let (sr, rest) = s4.split_at_mut(h);
-    let (sz, rest) = rest.split_at_mut(h);
-    let (sn, shn) = rest.split_at_mut(h);
-    let shn = &mut shn[..h];
-    for j in 0..h {
-        let r = sigmoid(xr[j] + hr[j]);
-        let z = sigmoid(xz[j] + hz[j]);
-        let hn = hnn[j] + b_hn[j];
-        let n = tanh(xn[j] + r * hn);
-        hv[j] = n + z * (hp[j] - n);
-        (sr[j], sz[j], sn[j], shn[j]) = (r, z, n, hn);
+simd_kernel! {
+    /// One batch row of the GRU gate pass: projections `x3` and `h3` (3H), `b_hn`, previous `hp`
+    /// → new `hv` (H), and saved r, z, n, W_hn h + b_hn (4H).
+    fn gru_fwd_row<'a>(
+        x3: &'a [f32],
+        h3: &'a [f32],
+        b_hn: &'a [f32],
+        hp: &'a [f32],
+        hv: &'a mut [f32],
+        s4: &'a mut [f32],
+    ) as GruFwdRow {
+        let h = hp.len();
+        let (xr, xz, xn) = (&x3[..h], &x3[h..2 * h], &x3[2 * h..3 * h]);
+        let (hr, hz, hnn) = (&h3[..h], &h3[h..2 * h], &h3[2 * h..3 * h]);
+        let (b_hn, hv) = (&b_hn[..h], &mut hv[..h]);
+        let (sr, rest) = s4.split_at_mut(h);
+        let (sz, rest) = rest.split_at_mut(h);
+        let (sn, shn) = rest.split_at_mut(h);
+        let shn = &mut shn[..h];
+        for j in 0..h {
+            let r = sigmoid(xr[j] + hr[j]);
+            let z = sigmoid(xz[j] + hz[j]);
+            let hn = hnn[j] + b_hn[j];
+            let n = tanh(xn[j] + r * hn);
+            hv[j] = n + z * (hp[j] - n);
+            (sr[j], sz[j], sn[j], shn[j]) = (r, z, n, hn);
+        }
     }
 }
 
-/// One batch row of the GRU backward gate pass.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn gru_bwd_row(
-    (s4, gr, dh_next, hp, dx, dhh, dh): (
-        &[f32],
-        &[f32],
-        &[f32],
-        &[f32],
-        &mut [f32],
-        &mut [f32],
-        &mut [f32],
-    ),
-) {
-    let h = hp.len();
-    let (sr, sz, sn, shn) = (
-        &s4[..h],
-        &s4[h..2 * h],
-        &s4[2 * h..3 * h],
-        &s4[3 * h..4 * h],
-    );
-    let (gr, dh_next, dh) = (&gr[..h], &dh_next[..h], &mut dh[..h]);
-    let (dxr, rest) = dx.split_at_mut(h);
-    let (dxz, dxn) = rest.split_at_mut(h);
-    let dxn = &mut dxn[..h];
-    let (dhr, rest) = dhh.split_at_mut(h);
-    let (dhz, dhn) = rest.split_at_mut(h);
-    let dhn = &mut dhn[..h];
-    for j in 0..h {
-        let (r, z, n, hn) = (sr[j], sz[j], sn[j], shn[j]);
-        let d = gr[j] + dh_next[j];
-        let dan = d * (1.0 - z) * (1.0 - n * n);
-        let dar = dan * hn * r * (1.0 - r);
-        let daz = d * (hp[j] - n) * z * (1.0 - z);
-        (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
-        (dhr[j], dhz[j], dhn[j]) = (dar, daz, dan * r);
-        dh[j] = d * z;
+simd_kernel! {
+    /// One batch row of the GRU backward gate pass.
+    fn gru_bwd_row<'a>(
+        s4: &'a [f32],
+        gr: &'a [f32],
+        dh_next: &'a [f32],
+        hp: &'a [f32],
+        dx: &'a mut [f32],
+        dhh: &'a mut [f32],
+        dh: &'a mut [f32],
+    ) as GruBwdRow {
+        let h = hp.len();
+        let (sr, sz, sn, shn) = (
+            &s4[..h],
+            &s4[h..2 * h],
+            &s4[2 * h..3 * h],
+            &s4[3 * h..4 * h],
+        );
+        let (gr, dh_next, dh) = (&gr[..h], &dh_next[..h], &mut dh[..h]);
+        let (dxr, rest) = dx.split_at_mut(h);
+        let (dxz, dxn) = rest.split_at_mut(h);
+        let dxn = &mut dxn[..h];
+        let (dhr, rest) = dhh.split_at_mut(h);
+        let (dhz, dhn) = rest.split_at_mut(h);
+        let dhn = &mut dhn[..h];
+        for j in 0..h {
+            let (r, z, n, hn) = (sr[j], sz[j], sn[j], shn[j]);
+            let d = gr[j] + dh_next[j];
+            let dan = d * (1.0 - z) * (1.0 - n * n);
+            let dar = dan * hn * r * (1.0 - r);
+            let daz = d * (hp[j] - n) * z * (1.0 - z);
+            (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
+            (dhr[j], dhz[j], dhn[j]) = (dar, daz, dan * r);
+            dh[j] = d * z;
+        }
     }
 }
 
