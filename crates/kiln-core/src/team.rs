@@ -220,7 +220,7 @@ impl Team {
             resume_unwind(p);
         }
         if s.panicked.swap(false, Ordering::SeqCst) {
-            panic!("a kiln SMO helper thread panicked");
+            panic!("a kiln team helper thread panicked in its part of the job");
         }
     }
 }
