@@ -114,6 +114,22 @@ pub fn map<P: Send, T: Send>(items: Vec<P>, f: impl Fn(P) -> T + Sync) -> Vec<T>
     })
 }
 
+/// `data` cut at the increasing positions `cuts` into `cuts.len() + 1` consecutive parts, the
+/// last one running to the end: the disjoint mutable pieces a [`Team::map`] hands out.
+pub fn cut<T>(data: &mut [T], cuts: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut at = 0;
+    for c in cuts {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(c - at);
+        out.push(part);
+        rest = tail;
+        at = c;
+    }
+    out.push(rest);
+    out
+}
+
 impl Team {
     /// A team of `threads` threads: the caller of [`Team::map`] and `threads - 1` helpers
     /// that spin for `spin` after each job before they sleep. Fewer helpers if the system
@@ -317,6 +333,16 @@ mod tests {
             assert_eq!(got, want, "{threads} threads");
         }
         assert_eq!(size(), 1);
+    }
+
+    #[test]
+    fn cut_makes_consecutive_parts_with_the_rest_last() {
+        let mut v: Vec<u32> = (0..10).collect();
+        let parts = cut(&mut v, [3, 3, 7]);
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, vec![3, 0, 4, 3]);
+        assert_eq!(parts[3], &[7, 8, 9]);
+        assert_eq!(cut(&mut v, []).len(), 1);
     }
 
     #[test]

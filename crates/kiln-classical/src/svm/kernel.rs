@@ -287,20 +287,14 @@ impl KernelRows {
             // One contiguous part per team member (boundaries multiples of PAR_CHUNK).
             let parts = threads.min(work / (PAR_WORK / 2)).max(1);
             let len = out.len();
-            let mut items = Vec::with_capacity(parts);
-            let mut rest = out;
-            let mut at = 0;
-            for k in 1..=parts {
-                let end = if k == parts {
-                    len
-                } else {
-                    (len * k / parts).next_multiple_of(PAR_CHUNK).min(len)
-                };
-                let (part, tail) = rest.split_at_mut(end - at);
-                items.push((first + at, part));
-                rest = tail;
-                at = end;
-            }
+            let cuts: Vec<usize> = (1..parts)
+                .map(|k| (len * k / parts).next_multiple_of(PAR_CHUNK).min(len))
+                .collect();
+            let starts = std::iter::once(0).chain(cuts.iter().copied());
+            let items: Vec<_> = starts
+                .map(|a| first + a)
+                .zip(team::cut(out, cuts.iter().copied()))
+                .collect();
             team::map(items, |(start, part)| body(start, part));
         }
     }

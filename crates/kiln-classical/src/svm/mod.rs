@@ -7,14 +7,14 @@
 //!   `n × n` is ever allocated, so memory stays O(cache + n·d).
 //! * [`kernel`]: linear, rbf, poly and sigmoid kernels; rows computed with a vectorisable dot
 //!   product, in parallel for long rows, identical for any thread count.
-//!
-//! The solver splits its per-iteration passes across a [`kiln_core::team`] whose helpers spin
-//! between jobs: waking a sleeping rayon worker costs as much as the work of one pass.
 //! * [`model`] and [`svr`]: one-vs-one training and voting, `dual_coef` / `intercept` in scikit-learn's
 //!   sign conventions, `decision_function` in `ovr` or `ovo` shape, Platt probabilities by
 //!   internal 5-fold cross-validation, model folders (kinds `svc` and `svr`).
 //! * [`scaling_warning`]: the classic SVM mistake (unscaled features) detected, as text for
 //!   the CLI to print.
+//!
+//! The solver splits its per-iteration passes across a [`kiln_core::team`] whose helpers spin
+//! between jobs: waking a sleeping rayon worker costs as much as the work of one pass.
 //!
 //! ```
 //! use kiln_classical::svm::SvcParams;

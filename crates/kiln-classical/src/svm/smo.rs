@@ -149,20 +149,13 @@ impl Cache {
             .collect();
         cached.sort_unstable();
         let parts = team::size().min(cached.len() / 64).max(1);
-        let mut items = Vec::with_capacity(parts);
-        let mut rest = &mut self.rows[..];
-        let mut at = 0;
-        for k in 1..=parts {
-            let end = if k == parts {
-                at + rest.len()
-            } else {
-                cached[cached.len() * k / parts]
-            };
-            let (part, tail) = rest.split_at_mut(end - at);
-            items.push((at, part));
-            rest = tail;
-            at = end;
-        }
+        let cuts: Vec<usize> = (1..parts)
+            .map(|k| cached[cached.len() * k / parts])
+            .collect();
+        let firsts = std::iter::once(0).chain(cuts.iter().copied());
+        let items: Vec<_> = firsts
+            .zip(team::cut(&mut self.rows, cuts.iter().copied()))
+            .collect();
         let evict = team::map(items, |(first, rows)| {
             let mut evict = Vec::new();
             for (h, row) in rows.iter_mut().enumerate() {
@@ -508,13 +501,11 @@ fn split_mut<T: Send>(
         return f(g, first);
     }
     let b = bounds(0, g.len(), parts);
-    let mut items = Vec::with_capacity(parts);
-    let mut rest = g;
-    for w in b.windows(2) {
-        let (part, tail) = rest.split_at_mut(w[1] - w[0]);
-        items.push((part, first + w[0]));
-        rest = tail;
-    }
+    let starts = b.iter().map(|&s| first + s);
+    let items: Vec<_> = team::cut(g, b[1..parts].iter().copied())
+        .into_iter()
+        .zip(starts)
+        .collect();
     let mut out = team::map(items, |(part, at)| f(part, at)).into_iter();
     let head = out.next().unwrap_or_else(|| f(&mut [], first));
     out.fold(head, merge)

@@ -126,10 +126,17 @@ const TEAM_SPLIT_WORK: usize = 1 << 21;
 /// whose sleeping workers must be woken for every product.
 pub(crate) fn matmul(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && dst.rows == m && dst.cols == n,
+        "kiln gemm: shapes ({m}×{k}) · ({}×{n}) → ({}×{})",
+        b.rows,
+        dst.rows,
+        dst.cols
+    );
     let team = super::team();
     let parts = team.size();
-    if par == Par::Auto && parts > 1 && m * n * k >= TEAM_SPLIT_WORK && b.rows == k {
-        if dst.cs == 1 && dst.rs >= n && m >= 32 * parts && dst.rows == m && dst.cols == n {
+    if par == Par::Auto && parts > 1 && m * n * k >= TEAM_SPLIT_WORK {
+        if dst.cs == 1 && dst.rs >= n && m >= 32 * parts {
             let blocks = split_blocks(dst.data, dst.rs, m, parts);
             team.map(blocks, |(r, data)| {
                 let rows = r.end - r.start;
@@ -139,7 +146,7 @@ pub(crate) fn matmul(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
             });
             return;
         }
-        if dst.rs == 1 && dst.cs >= m && n >= 32 * parts && dst.rows == m && dst.cols == n {
+        if dst.rs == 1 && dst.cs >= m && n >= 32 * parts {
             let blocks = split_blocks(dst.data, dst.cs, n, parts);
             team.map(blocks, |(c, data)| {
                 let cols = c.end - c.start;
@@ -161,34 +168,20 @@ fn split_blocks(
     count: usize,
     parts: usize,
 ) -> Vec<(std::ops::Range<usize>, &mut [f32])> {
-    let mut out = Vec::with_capacity(parts);
-    let mut rest = data;
-    let mut at = 0;
-    for p in 1..=parts {
-        let end = count * p / parts;
-        let take = if p == parts {
-            rest.len()
-        } else {
-            (end - at) * stride
-        };
-        let (block, tail) = std::mem::take(&mut rest).split_at_mut(take);
-        out.push((at..end, block));
-        rest = tail;
-        at = end;
-    }
-    out
+    let ends: Vec<usize> = (1..=parts).map(|p| count * p / parts).collect();
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    let cuts = ends[..parts - 1].iter().map(|&e| e * stride);
+    let blocks = kiln_core::team::cut(data, cuts);
+    starts
+        .zip(ends.iter())
+        .map(|(a, &b)| a..b)
+        .zip(blocks)
+        .collect()
 }
 
-/// [`matmul`] as one gemm call.
+/// [`matmul`] as one gemm call (shapes checked by the caller).
 fn matmul_here(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(
-        b.rows == k && dst.rows == m && dst.cols == n,
-        "kiln gemm: shapes ({m}×{k}) · ({}×{n}) → ({}×{})",
-        b.rows,
-        dst.rows,
-        dst.cols
-    );
     if m == 0 || n == 0 {
         return;
     }

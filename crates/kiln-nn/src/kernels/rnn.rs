@@ -240,14 +240,8 @@ fn block_par(blocks: &[Range<usize>]) -> Par {
 /// `x` (rows of `width` values) cut into the given blocks of rows, which must cover a prefix
 /// of `x` in order.
 fn split_rows<'a>(x: &'a mut [f32], width: usize, blocks: &[Range<usize>]) -> Vec<&'a mut [f32]> {
-    let mut out = Vec::with_capacity(blocks.len());
-    let mut rest = x;
-    for r in blocks {
-        let (a, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * width);
-        out.push(a);
-        rest = tail;
-    }
-    out
+    let cuts = blocks.iter().skip(1).map(|r| r.start * width);
+    kiln_core::team::cut(x, cuts)
 }
 
 /// Time index of step `s` (reverse directions walk the sequence backwards).
