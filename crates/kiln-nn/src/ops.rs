@@ -7,7 +7,8 @@
 //!   kernel, stride and padding.
 //! * [`avg_pool2d`]: any kernel, stride and padding, with PyTorch's `count_include_pad=True`.
 //!
-//! Forward passes are plain loops over contiguous f32 slices (pooling: planes in parallel); backward passes are either tensor
+//! Forward passes are plain loops over contiguous f32 slices (pooling: planes in parallel; the
+//! layer norm vectorised, its rows split across the kernels' team); backward passes are either tensor
 //! expressions (so they are differentiable again) or a second custom op. Each op is a small
 //! struct, so a faster kernel can replace one without touching the layers.
 
@@ -91,6 +92,42 @@ struct LayerNormOp {
     eps: f32,
 }
 
+/// The sum of `v` in 16 independent lanes (a loop that vectorises, where one running f32 sum
+/// cannot), combined at the end.
+#[inline(always)]
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for c in chunks {
+        for l in 0..16 {
+            lanes[l] += f(c[l]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+crate::kernels::simd_kernel! {
+    /// Rows of `d` values: `y = (x − mean) / √(var + eps) · w + b`, each row on its own.
+    fn layer_norm_rows<'a>(
+        x: &'a [f32],
+        y: &'a mut [f32],
+        w: &'a [f32],
+        b: &'a [f32],
+        d: usize,
+        eps: f32,
+    ) as LayerNormRows {
+        for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+            let mean = lane_sum(xr, |v| v) / d as f32;
+            let var = lane_sum(xr, |v| (v - mean) * (v - mean)) / d as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for (((y, &x), &w), &b) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                *y = (x - mean) * rstd * w + b;
+            }
+        }
+    }
+}
+
 impl CustomOp3 for LayerNormOp {
     fn name(&self) -> &'static str {
         "kiln-layer-norm"
@@ -117,14 +154,11 @@ impl CustomOp3 for LayerNormOp {
             );
         }
         let mut out = vec![0f32; x.len()];
-        for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            let rstd = 1.0 / (var + self.eps).sqrt();
-            for i in 0..d {
-                yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-            }
-        }
+        let eps = self.eps;
+        crate::kernels::team_parts(&mut out, d, 1 << 14, |at, y| {
+            let x = &x[at..at + y.len()];
+            pulp::Arch::new().dispatch(LayerNormRows(x, y, w, b, d, eps))
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

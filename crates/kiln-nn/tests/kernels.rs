@@ -493,14 +493,25 @@ fn max_pool_2x2_fast_path_matches_candle_and_routes_ties_to_the_first() {
 
 #[test]
 fn fused_linear_matches_candle_matmul_plus_bias() {
-    // The last is over 64 rows: split into row blocks across the team.
-    for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96), (131, 40, 33)] {
+    // The last is over 2^21 multiply-adds and 64 rows: split into row blocks across the team.
+    for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96), (131, 256, 97)] {
         let x = randn(&[m, k], 1);
         let w = randn(&[k, n], 2);
         let b = randn(&[n], 3);
+        let r = randn(&[m, n], 4);
         let got = kiln_nn::kernels::linear_in_out(&x, &w, &b).unwrap();
         let want = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
-        assert_close(&got, &want, 1e-5, &format!("linear {m}x{k}x{n}"));
+        assert_close(&got, &want, 1e-4, &format!("linear {m}x{k}x{n}"));
+        let got = kiln_nn::kernels::linear_in_out_gelu(&x, &w, &b).unwrap();
+        assert_close(
+            &got,
+            &want.gelu().unwrap(),
+            1e-4,
+            &format!("gelu {m}x{k}x{n}"),
+        );
+        let got = kiln_nn::kernels::linear_in_out_residual(&x, &w, &b, &r).unwrap();
+        let want = (&want + &r).unwrap();
+        assert_close(&got, &want, 1e-4, &format!("residual {m}x{k}x{n}"));
     }
     // A trained variable takes candle's path (and keeps its gradient).
     let w = Var::from_tensor(&randn(&[4, 3], 5)).unwrap();
@@ -510,4 +521,57 @@ fn fused_linear_matches_candle_matmul_plus_bias() {
     assert!(y.backward().unwrap().get(w.as_tensor()).is_some());
     let e = kiln_nn::kernels::linear_in_out(&x, &randn(&[5, 3], 8), &b).unwrap_err();
     assert!(e.to_string().contains("[2, 4]"), "{e}");
+    let r = randn(&[3, 3], 9);
+    let e = kiln_nn::kernels::linear_in_out_residual(&x, &randn(&[4, 3], 8), &b, &r).unwrap_err();
+    assert!(e.to_string().contains("residual [3, 3]"), "{e}");
+}
+
+#[test]
+fn gelu_new_matches_the_tanh_formula_and_its_gradient() {
+    use kiln_nn::kernels::gelu::{gelu_new, gelu_new_in_place};
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let xs: Vec<f32> = (-2000..2000)
+        .map(|i| i as f32 / 100.0)
+        .chain([-100.0, 100.0, 0.0])
+        .collect();
+    let v = Var::new(xs.as_slice(), &Device::Cpu).unwrap();
+    let got = gelu_new(v.as_tensor()).unwrap();
+    let mut in_place = xs.clone();
+    gelu_new_in_place(&mut in_place);
+    let grads = got.sum_all().unwrap().backward().unwrap();
+    let ours_g = grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    let theirs = v.as_tensor().gelu().unwrap().sum_all().unwrap();
+    let grads = theirs.backward().unwrap();
+    let theirs_g = grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    let got = got.to_vec1::<f32>().unwrap();
+    for (i, &x) in xs.iter().enumerate() {
+        let x64 = x as f64;
+        let t = (c * (x64 + 0.044715 * x64.powi(3))).tanh();
+        let want = 0.5 * x64 * (1.0 + t);
+        assert!(
+            (got[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+            "{x}: {} vs {want}",
+            got[i]
+        );
+        assert_eq!(got[i], in_place[i], "in place at {x}");
+        if x.abs() <= 8.0 {
+            let dwant = 0.5 * (1.0 + t)
+                + 0.5 * x64 * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x64 * x64);
+            assert!(
+                (ours_g[i] as f64 - dwant).abs() <= 1e-5,
+                "{x}: {} vs {dwant}",
+                ours_g[i]
+            );
+            assert!(
+                (ours_g[i] - theirs_g[i]).abs() <= 1e-5,
+                "{x}: ours {} vs candle {}",
+                ours_g[i],
+                theirs_g[i]
+            );
+        }
+    }
+    for x in [-20.0f32, -1.0, 0.0, 0.5, 10.0, 80.0] {
+        let rel = (kiln_nn::kernels::exp(x) as f64 / (x as f64).exp() - 1.0).abs();
+        assert!(rel < 1e-6, "exp({x}) off by {rel}");
+    }
 }

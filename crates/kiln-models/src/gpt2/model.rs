@@ -15,7 +15,7 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::{Init, VarBuilder};
-use kiln_nn::kernels::attention;
+use kiln_nn::kernels::{self, attention};
 use kiln_nn::layers::{Dropout, LayerNorm, Mode};
 use kiln_nn::{loss, ops, Error, EvalSums, Result, TrainStep};
 
@@ -58,6 +58,13 @@ impl Conv1D {
     /// (..., in) → (..., out). A few rows (decoding) of a loaded f32 or packed weight go
     /// through kiln's matrix-vector kernels ([`quant`]); the rest through candle's matmul.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_then(xs, Then::Nothing)
+    }
+
+    /// [`Conv1D::forward`] followed by `then`, fused into the product where the weight is a
+    /// loaded f32 matrix and there are more than a few rows (prefill): the GELU runs on each
+    /// block of output rows while it is in cache, and a residual is where the output starts.
+    fn forward_then(&self, xs: &Tensor, then: Then) -> Result<Tensor> {
         let (d_in, d_out) = match &self.weight {
             Matrix::F32(w) => w.dims2()?,
             Matrix::Packed(p) => (p.cols(), p.rows()),
@@ -75,13 +82,31 @@ impl Conv1D {
             Matrix::F32(w) if rows <= SMALL_M && quant::fast_path(&x, w) => {
                 quant::matmul_in_out(&x, w, Some(&self.bias))? // (N, out)
             }
-            Matrix::F32(w) => kiln_nn::kernels::linear_in_out(&x, w, &self.bias)?, // (N, out)
-            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?,                // (N, out)
+            Matrix::F32(w) => {
+                let b = &self.bias;
+                let y = match then {
+                    Then::Nothing => kernels::linear_in_out(&x, w, b)?,
+                    Then::GeluNew => kernels::linear_in_out_gelu(&x, w, b)?,
+                    Then::Add(r) => {
+                        kernels::linear_in_out_residual(&x, w, b, &r.reshape((rows, d_out))?)?
+                    }
+                };
+                if let Some(last) = out_dims.last_mut() {
+                    *last = d_out;
+                }
+                return Ok(y.reshape(out_dims)?); // (..., out)
+            }
+            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?, // (N, out)
         };
         if let Some(last) = out_dims.last_mut() {
             *last = d_out;
         }
-        Ok(y.reshape(out_dims)?)
+        let y = y.reshape(out_dims)?;
+        Ok(match then {
+            Then::Nothing => y,
+            Then::GeluNew => kernels::gelu::gelu_new(&y)?,
+            Then::Add(r) => (y + r)?,
+        })
     }
 }
 
@@ -162,6 +187,31 @@ impl KvCache {
     }
 }
 
+/// `residual + drop(proj(xs))`, the residual fused into the product unless dropout is active.
+fn residual_after(
+    proj: &Conv1D,
+    xs: &Tensor,
+    drop: &Dropout,
+    mode: &Mode,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    if mode.is_train() && drop.p() > 0.0 {
+        Ok((residual + drop.forward(&proj.forward(xs)?, mode)?)?)
+    } else {
+        proj.forward_then(xs, Then::Add(residual))
+    }
+}
+
+/// What [`Conv1D::forward_then`] applies to the product.
+#[derive(Clone, Copy)]
+enum Then<'a> {
+    Nothing,
+    /// GPT-2's GELU.
+    GeluNew,
+    /// Add this residual (the output's shape).
+    Add(&'a Tensor),
+}
+
 /// Causal self-attention with fused query/key/value projection `c_attn` (C → 3C) and output
 /// projection `c_proj` (C → C).
 pub struct CausalSelfAttention {
@@ -198,15 +248,16 @@ impl CausalSelfAttention {
         })
     }
 
-    /// (B, T, C) → (B, T, C). `mask` is additive (B or 1, 1, T, S), or `None` for plain causal
-    /// attention: query t sees keys up to S - T + t (with no past, the causal mask; for a
-    /// single new token, every key).
+    /// (B, T, C) → `residual` + attention(xs), (B, T, C). `mask` is additive (B or 1, 1, T,
+    /// S), or `None` for plain causal attention: query t sees keys up to S - T + t (with no
+    /// past, the causal mask; for a single new token, every key).
     fn forward(
         &self,
         xs: &Tensor,
         mask: Option<&Tensor>,
         cache: Option<(&mut KvCache, usize)>,
         mode: &Mode,
+        residual: &Tensor,
     ) -> Result<Tensor> {
         let (b, t, c) = xs.dims3()?;
         let h = self.n_head;
@@ -246,7 +297,7 @@ impl CausalSelfAttention {
         let y = y
             .transpose(1, 2)? // (B, T, H, D)
             .reshape((b, t, c))?;
-        self.resid_drop.forward(&self.c_proj.forward(&y)?, mode)
+        residual_after(&self.c_proj, &y, &self.resid_drop, mode, residual)
     }
 }
 
@@ -270,16 +321,16 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
-        let hid = self.c_fc.forward(xs)?; // (B, T, F)
+    /// (B, T, C) → `residual` + mlp(xs), (B, T, C).
+    fn forward(&self, xs: &Tensor, mode: &Mode, residual: &Tensor) -> Result<Tensor> {
         let hid = match self.act {
-            Gpt2Activation::GeluTanh => quant::gelu_new(&hid)?,
-            Gpt2Activation::GeluErf => hid.gelu_erf()?,
-            Gpt2Activation::Relu => hid.relu()?,
-            Gpt2Activation::Silu => hid.silu()?,
-            Gpt2Activation::Tanh => hid.tanh()?,
-        };
-        self.drop.forward(&self.c_proj.forward(&hid)?, mode) // (B, T, C)
+            Gpt2Activation::GeluTanh => self.c_fc.forward_then(xs, Then::GeluNew)?,
+            Gpt2Activation::GeluErf => self.c_fc.forward(xs)?.gelu_erf()?,
+            Gpt2Activation::Relu => self.c_fc.forward(xs)?.relu()?,
+            Gpt2Activation::Silu => self.c_fc.forward(xs)?.silu()?,
+            Gpt2Activation::Tanh => self.c_fc.forward(xs)?.tanh()?,
+        }; // (B, T, F)
+        residual_after(&self.c_proj, &hid, &self.drop, mode, residual) // (B, T, C)
     }
 }
 
@@ -309,12 +360,10 @@ impl Block {
         cache: Option<(&mut KvCache, usize)>,
         mode: &Mode,
     ) -> Result<Tensor> {
-        let a = self
-            .attn
-            .forward(&self.ln_1.forward(xs)?, mask, cache, mode)?;
-        let xs = (xs + a)?;
-        let m = self.mlp.forward(&self.ln_2.forward(&xs)?, mode)?;
-        Ok((xs + m)?)
+        let l1 = self.ln_1.forward(xs)?;
+        let xs = self.attn.forward(&l1, mask, cache, mode, xs)?;
+        let l2 = self.ln_2.forward(&xs)?;
+        self.mlp.forward(&l2, mode, &xs)
     }
 }
 

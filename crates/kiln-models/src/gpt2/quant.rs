@@ -3,9 +3,9 @@
 //!
 //! Decoding multiplies one hidden vector per sequence (a few rows) by every weight matrix, so
 //! it is bound by reading the weights. candle's CPU matmul sends a 1-row product to gemm's
-//! single-threaded gemv; the kernels here split the output columns over rayon's threads and
-//! stream each weight once for all rows. Products with more rows (prefill) go to candle's
-//! matmul (gemm), reduced-precision weights expanded to f32 for that call.
+//! single-threaded gemv; the kernels here split the work over the kernels' team and stream
+//! each weight once for all rows. Products with more rows (prefill) go to kiln-nn's fused
+//! linear products (gemm), reduced-precision weights expanded to f32 for that call.
 //!
 //! Layouts: an f32 `Conv1D` weight stays (in, out) as loaded (the axpy kernel reads its rows);
 //! a packed weight is stored transposed, (out, in), so each output is one dot product over a
@@ -639,131 +639,6 @@ impl WithSimd for DotBlock<'_> {
     }
 }
 
-/// GPT-2's `gelu_new`, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
-/// `x / (1 + e^(-2u))` with a vectorised `exp` (Cephes' polynomial, relative error ~1e-7)
-/// instead of libm's scalar `tanhf`. Its gradient is one fused pass too (see
-/// `GeluNew`), where candle's `gelu` backward builds a dozen tensor ops with scalar
-/// `tanhf` and `powf`. A tensor not on the CPU in f32 takes candle's `gelu`.
-pub(crate) fn gelu_new(xs: &Tensor) -> Result<Tensor> {
-    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
-        return Ok(xs.gelu()?);
-    }
-    let xs = xs.contiguous()?;
-    if xs.track_op() {
-        Ok(xs.apply_op1(GeluNew { deriv: false })?)
-    } else {
-        Ok(xs.apply_op1_no_bwd(&GeluNew { deriv: false })?)
-    }
-}
-
-/// Apply `f` to contiguous f32 chunks of `storage` in parallel: the output is a new tensor of
-/// the same shape.
-fn map_f32(
-    storage: &candle_core::CpuStorage,
-    layout: &candle_core::Layout,
-    what: &str,
-    f: impl Fn(&[f32], &mut [f32]) + Sync,
-) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-    let all = storage.as_slice::<f32>()?;
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: not contiguous")))?;
-    let src = &all[a..b];
-    let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(src.par_chunks(1 << 14))
-        .for_each(|(o, x)| f(x, o));
-    Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
-}
-
-/// `gelu_new` (`deriv: false`) or its derivative (`deriv: true`): with
-/// `s = 1 / (1 + e^(-2u))`, `gelu = x·s` and `gelu' = s + 2·x·s·(1 − s)·u'`,
-/// `u' = √(2/π)·(1 + 3·0.044715·x²)`. The value's gradient is `grad · gelu'`, one more pass.
-struct GeluNew {
-    deriv: bool,
-}
-
-impl candle_core::CustomOp1 for GeluNew {
-    fn name(&self) -> &'static str {
-        if self.deriv {
-            "kiln-gelu-new-deriv"
-        } else {
-            "kiln-gelu-new"
-        }
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let deriv = self.deriv;
-        map_f32(storage, layout, self.name(), |x, o| {
-            Arch::new().dispatch(GeluChunk { x, out: o, deriv })
-        })
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        if self.deriv {
-            candle_core::bail!("kiln-gelu-new-deriv has no gradient (second derivatives of GELU are not supported)");
-        }
-        let d = arg
-            .contiguous()?
-            .apply_op1_no_bwd(&GeluNew { deriv: true })?;
-        Ok(Some(grad_res.mul(&d)?))
-    }
-}
-
-struct GeluChunk<'a> {
-    x: &'a [f32],
-    out: &'a mut [f32],
-    /// The derivative instead of the value.
-    deriv: bool,
-}
-
-impl WithSimd for GeluChunk<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        if self.deriv {
-            for (o, &x) in self.out.iter_mut().zip(self.x) {
-                let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
-                let s = 1.0 / (1.0 + exp_approx(-2.0 * u));
-                let du = 0.797_884_6 * (1.0 + 3.0 * 0.044715 * x * x);
-                *o = s + 2.0 * x * s * (1.0 - s) * du;
-            }
-        } else {
-            for (o, &x) in self.out.iter_mut().zip(self.x) {
-                let u = 0.797_884_6 * (x + 0.044715 * x * x * x); // √(2/π)·(x + 0.044715·x³)
-                *o = x / (1.0 + exp_approx(-2.0 * u));
-            }
-        }
-    }
-}
-
-/// `e^x` for f32 by range reduction `x = n·ln2 + r` and Cephes' degree-6 polynomial; written
-/// branch-free so that it vectorises. Inputs are clamped to [-87.3, 88.7].
-#[inline(always)]
-fn exp_approx(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_2e-4f32;
-    p = p.mul_add(r, 1.398_2e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5); // Cephes: 5.0000001201e-1, which is 0.5 in f32
-    let y = p.mul_add(r * r, r) + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,52 +721,6 @@ mod tests {
                     assert!((g - w).abs() < 1e-4, "{dtype} {m}x{k}x{n}: {g} vs {w}");
                 }
             }
-        }
-    }
-
-    #[test]
-    fn gelu_new_gradient_matches_the_formula_and_candle() {
-        let xs: Vec<f32> = (-800..800).map(|i| i as f32 / 100.0).collect();
-        let v = candle_core::Var::new(xs.as_slice(), &Device::Cpu).unwrap();
-        let ours = gelu_new(v.as_tensor()).unwrap();
-        let g = ours.sum_all().unwrap().backward().unwrap();
-        let ours_g = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
-        let theirs = v.as_tensor().gelu().unwrap().sum_all().unwrap();
-        let g = theirs.backward().unwrap();
-        let theirs_g = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
-        let c = (2.0 / std::f64::consts::PI).sqrt();
-        for ((x, a), b) in xs.iter().zip(&ours_g).zip(&theirs_g) {
-            let x = *x as f64;
-            let t = (c * (x + 0.044715 * x.powi(3))).tanh();
-            let want =
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
-            assert!((*a as f64 - want).abs() <= 1e-5, "{x}: {a} vs {want}");
-            assert!((a - b).abs() <= 1e-5, "{x}: ours {a} vs candle {b}");
-        }
-    }
-
-    #[test]
-    fn gelu_new_matches_the_tanh_formula() {
-        let xs: Vec<f32> = (-2000..2000)
-            .map(|i| i as f32 / 100.0)
-            .chain([-100.0, 100.0, 0.0])
-            .collect();
-        let t = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
-        let got = gelu_new(&t).unwrap().to_vec1::<f32>().unwrap();
-        for (x, g) in xs.iter().zip(&got) {
-            let x = *x as f64;
-            let want = 0.5
-                * x
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
-            assert!(
-                (*g as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                "{x}: {g} vs {want}"
-            );
-        }
-        let e = [-20.0f32, -1.0, 0.0, 0.5, 10.0, 80.0];
-        for x in e {
-            let rel = (exp_approx(x) as f64 / (x as f64).exp() - 1.0).abs();
-            assert!(rel < 1e-6, "exp({x}) off by {rel}");
         }
     }
 

@@ -21,8 +21,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::rnn::exp;
-use super::{f32_slice, fusable, simd_kernel, with_f32, CResult};
+use super::{exp, f32_slice, fusable, simd_kernel, with_f32, CResult};
 use crate::{ops, Error, Result};
 
 /// Query rows per block.

@@ -8,6 +8,9 @@
 //!   fused gate pass per time step, and a backward that walks the sequence once.
 //! * [`loss`]: softmax + cross-entropy fused, with its backward.
 //! * [`attention`]: causal self-attention, row-blocked, with its backward.
+//! * [`gelu`]: GPT-2's tanh GELU and its gradient, one vectorised pass each.
+//! * [`linear_in_out`] and its fused variants for inference: the bias, a residual or the GELU
+//!   applied to each block of output rows as it leaves the gemm.
 //!
 //! Every op keeps its plain reference (`*_plain`) public: the tests check forward and every
 //! gradient against it and against finite differences, and `bench/kernel_speed.py` shows the gain.
@@ -18,6 +21,7 @@ use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 
 pub mod attention;
 pub mod conv;
+pub mod gelu;
 mod gemm;
 pub mod loss;
 pub mod rnn;
@@ -56,6 +60,29 @@ macro_rules! simd_kernel {
 }
 pub(crate) use simd_kernel;
 
+/// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
+/// without branches or library calls so that loops of it vectorise (the recurrent gates, the
+/// softmax rows, GPT-2's GELU).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call): the low
+    // mantissa bits of `t` hold n in two's complement
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    // 2^n from those bits (no float-to-int conversion, which Rust saturates, so that a loop
+    // of this vectorises)
+    er * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
+}
+
 /// How long the kernels' team helpers spin after a job before they sleep: long enough to span
 /// the gap between two time steps of a recurrence, short enough not to hold a core from
 /// candle's own threads between ops.
@@ -68,6 +95,26 @@ pub fn team() -> &'static kiln_core::team::Team {
     TEAM.get_or_init(|| {
         kiln_core::team::Team::new(candle_core::utils::get_num_threads().max(1), TEAM_SPIN)
     })
+}
+
+/// `data` cut into consecutive parts of whole `unit`s, one per member of the kernels' team
+/// (fewer when a part would hold under `min_len` elements), and `f(offset, part)` run on each.
+pub(crate) fn team_parts(
+    data: &mut [f32],
+    unit: usize,
+    min_len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let units = data.len() / unit.max(1);
+    let parts = team()
+        .size()
+        .min(data.len() / min_len.max(1))
+        .clamp(1, units.max(1));
+    let starts: Vec<usize> = (0..parts).map(|p| units * p / parts * unit).collect();
+    let pieces = kiln_core::team::cut(data, starts[1..].iter().copied());
+    team().map(starts.into_iter().zip(pieces).collect(), |(at, part)| {
+        f(at, part)
+    });
 }
 
 /// True when the fused kernels handle `t`: f32 on the CPU.
@@ -100,37 +147,100 @@ fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> CResult<R>) -> CR
 /// `x · w + bias` for inference: x (M, K), w (K, N) row-major, bias (N) → (M, N), f32 on the
 /// CPU with no gradient tracked. The output starts as the bias rows and the product is
 /// accumulated onto it, instead of candle's matmul followed by a broadcast add (a second pass
-/// over the output and a second buffer). Anything else takes the candle path.
+/// over the output and a second buffer); large products are cut into one block of rows per
+/// member of the kernels' team. Anything else takes the candle path.
 pub fn linear_in_out(x: &Tensor, w: &Tensor, bias: &Tensor) -> crate::Result<Tensor> {
-    let fused = [x, w, bias].iter().all(|t| fusable(t) && !t.track_op())
+    linear_fused(x, w, bias, None, false)
+}
+
+/// `gelu_new(x · w + bias)` ([`gelu`]), as [`linear_in_out`]: each block of output rows goes
+/// through the GELU right after its product, while it is still in cache.
+pub fn linear_in_out_gelu(x: &Tensor, w: &Tensor, bias: &Tensor) -> crate::Result<Tensor> {
+    linear_fused(x, w, bias, None, true)
+}
+
+/// `residual + x · w + bias` (residual (M, N)), as [`linear_in_out`]: the output starts as
+/// the residual plus the bias, so the residual connection costs no pass of its own.
+pub fn linear_in_out_residual(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
+) -> crate::Result<Tensor> {
+    linear_fused(x, w, bias, Some(residual), false)
+}
+
+/// Multiply-adds below which a fused linear product stays on the calling thread.
+const LINEAR_SPLIT_WORK: usize = 1 << 21;
+
+fn linear_fused(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> crate::Result<Tensor> {
+    let fused = [Some(x), Some(w), Some(bias), residual]
+        .iter()
+        .flatten()
+        .all(|t| fusable(t) && !t.track_op())
         && x.rank() == 2
         && w.rank() == 2
         && bias.rank() == 1;
     if !fused {
-        return Ok(x.matmul(w)?.broadcast_add(bias)?);
+        let y = x.matmul(w)?.broadcast_add(bias)?;
+        let y = if gelu { gelu::gelu_new(&y)? } else { y };
+        return Ok(match residual {
+            Some(r) => (y + r)?,
+            None => y,
+        });
     }
     let (m, k) = x.dims2()?;
     let (k2, n) = w.dims2()?;
-    if k2 != k || bias.dim(0)? != n {
+    let residual_ok = residual.is_none_or(|r| r.dims() == [m, n]);
+    if k2 != k || bias.dim(0)? != n || !residual_ok {
         return Err(crate::Error::shape(format!(
-            "linear: x {:?} · w {:?} + bias {:?}",
+            "linear: x {:?} · w {:?} + bias {:?}{}",
             x.dims(),
             w.dims(),
-            bias.dims()
+            bias.dims(),
+            residual.map_or(String::new(), |r| format!(" + residual {:?}", r.dims()))
         )));
     }
-    let y = with_f32(x, "linear", |xs| {
+    let mut y = vec![0f32; m * n];
+    let min_len = if m * n * k < LINEAR_SPLIT_WORK {
+        m * n
+    } else {
+        32 * n
+    };
+    let fill = |y: &mut [f32], xs: &[f32], ws: &[f32], bs: &[f32], res: Option<&[f32]>| {
+        team_parts(y, n, min_len, |at, part| {
+            let (r0, rows) = (at / n, part.len() / n);
+            for (i, row) in part.chunks_exact_mut(n).enumerate() {
+                row.copy_from_slice(bs);
+                if let Some(res) = res {
+                    let rr = &res[(r0 + i) * n..(r0 + i + 1) * n];
+                    row.iter_mut().zip(rr).for_each(|(a, b)| *a += b);
+                }
+            }
+            gemm::matmul(
+                gemm::MatMut::rows(part, rows, n),
+                gemm::Mat::rows(&xs[r0 * k..(r0 + rows) * k], rows, k),
+                gemm::Mat::rows(ws, k, n),
+                true,
+                gemm::Par::Seq,
+            );
+            if gelu {
+                gelu::gelu_new_in_place(part);
+            }
+        });
+        Ok(())
+    };
+    with_f32(x, "linear", |xs| {
         with_f32(w, "linear", |ws| {
-            with_f32(bias, "linear", |bs| {
-                let mut y = bs.repeat(m);
-                gemm::matmul(
-                    gemm::MatMut::rows(&mut y, m, n),
-                    gemm::Mat::rows(xs, m, k),
-                    gemm::Mat::rows(ws, k, n),
-                    true,
-                    gemm::Par::Auto,
-                );
-                Ok(y)
+            with_f32(bias, "linear", |bs| match residual {
+                Some(r) => with_f32(r, "linear", |rs| fill(&mut y, xs, ws, bs, Some(rs))),
+                None => fill(&mut y, xs, ws, bs, None),
             })
         })
     })?;

@@ -17,31 +17,9 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::{f32_slice, fusable, simd_kernel, team, with_f32, CResult};
+use super::{exp, f32_slice, fusable, simd_kernel, team, with_f32, CResult};
 
 use crate::{Error, Result};
-
-/// e^x to about 2 ulp (Cephes' `expf`: range reduction by ln 2, degree-6 polynomial), written
-/// without branches or library calls so that the gate loops vectorise.
-#[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
-    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest, no libm call): the low
-    // mantissa bits of `t` hold n in two's complement
-    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
-    let n = t - 12_582_912.0;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let er = p * r * r + r + 1.0;
-    // 2^n from those bits (no float-to-int conversion, which Rust saturates, so that a loop
-    // of this vectorises)
-    er * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
-}
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
