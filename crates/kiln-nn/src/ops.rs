@@ -363,6 +363,14 @@ impl Pool2d {
             .collect()
     }
 
+    /// True when every window is 2×2 at stride 2 inside the plane (the common case, which
+    /// [`MaxPool2x2`] and [`MaxPool2x2Grad`] handle).
+    fn two_by_two(rows: &[(usize, usize)], cols: &[(usize, usize)]) -> bool {
+        let full2 =
+            |sp: &[(usize, usize)]| sp.iter().enumerate().all(|(i, &s)| s == (2 * i, 2 * i + 2));
+        full2(rows) && full2(cols)
+    }
+
     /// For each output position (i·OW + j) of one plane (H, W), the index of the first maximum
     /// of its window (a NaN wins, so it propagates); `None` for a window of padding only.
     fn plane_argmax(
@@ -372,29 +380,6 @@ impl Pool2d {
         cols: &[(usize, usize)],
         mut f: impl FnMut(usize, Option<usize>),
     ) {
-        let full2 =
-            |sp: &[(usize, usize)]| sp.iter().enumerate().all(|(i, &s)| s == (2 * i, 2 * i + 2));
-        if full2(rows) && full2(cols) {
-            // 2×2 windows at stride 2 (the common case): the same scan, unrolled
-            for i in 0..rows.len() {
-                let (top, bottom) = (&plane[2 * i * w..], &plane[(2 * i + 1) * w..]);
-                for j in 0..cols.len() {
-                    let c = 2 * j;
-                    let (mut bi, mut bv) = (2 * i * w + c, top[c]);
-                    for (k, v) in [
-                        (2 * i * w + c + 1, top[c + 1]),
-                        ((2 * i + 1) * w + c, bottom[c]),
-                        ((2 * i + 1) * w + c + 1, bottom[c + 1]),
-                    ] {
-                        if v > bv || v.is_nan() {
-                            (bi, bv) = (k, v);
-                        }
-                    }
-                    f(i * cols.len() + j, Some(bi));
-                }
-            }
-            return;
-        }
         for (i, &(r0, r1)) in rows.iter().enumerate() {
             for (j, &(c0, c1)) in cols.iter().enumerate() {
                 if r0 >= r1 || c0 >= c1 {
@@ -415,6 +400,70 @@ impl Pool2d {
     }
 }
 
+/// Which of a 2×2 window's values (a, b, c, d: top left, top right, bottom left, bottom right)
+/// is its first maximum, scanning in that order, a NaN taking over (so it propagates), and the
+/// value: the rule of [`Pool2d::plane_argmax`], branch-free so that loops of it vectorise.
+#[inline(always)]
+fn pick4(a: f32, b: f32, c: f32, d: f32) -> (u32, f32) {
+    let (mut bi, mut bv) = (0u32, a);
+    for (k, v) in [(1u32, b), (2, c), (3, d)] {
+        let take = v > bv || v.is_nan();
+        bi = if take { k } else { bi };
+        bv = if take { v } else { bv };
+    }
+    (bi, bv)
+}
+
+/// Plane sizes of a pooling: input (H, W), output (OH, OW).
+#[derive(Clone, Copy)]
+struct PlaneDims {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+crate::kernels::simd_kernel! {
+    /// Max pooling 2×2 at stride 2 of whole planes: `x` (P, H, W) → `out` (P, OH, OW).
+    fn max_pool_2x2<'a>(x: &'a [f32], out: &'a mut [f32], d: PlaneDims) as MaxPool2x2 {
+        let PlaneDims { h, w, oh, ow } = d;
+        for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            for (i, orow) in o.chunks_exact_mut(ow).enumerate() {
+                let top = &plane[2 * i * w..2 * i * w + 2 * ow];
+                let bot = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
+                for ((o, t), b) in orow.iter_mut().zip(top.chunks_exact(2)).zip(bot.chunks_exact(2)) {
+                    *o = pick4(t[0], t[1], b[0], b[1]).1;
+                }
+            }
+        }
+    }
+}
+
+crate::kernels::simd_kernel! {
+    /// Its gradient: each output gradient goes to its window's first maximum ([`pick4`]); the
+    /// windows do not overlap, so every input position is written once (`dx` starts at zero).
+    fn max_pool_2x2_grad<'a>(x: &'a [f32], g: &'a [f32], dx: &'a mut [f32], d: PlaneDims) as MaxPool2x2Grad {
+        let PlaneDims { h, w, oh, ow } = d;
+        let planes = x.chunks_exact(h * w).zip(g.chunks_exact(oh * ow));
+        for ((plane, gp), dp) in planes.zip(dx.chunks_exact_mut(h * w)) {
+            for (i, grow) in gp.chunks_exact(ow).enumerate() {
+                let top = &plane[2 * i * w..2 * i * w + 2 * ow];
+                let bot = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
+                let (dtop, dbot) = dp[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
+                let src = grow.iter().zip(top.chunks_exact(2)).zip(bot.chunks_exact(2));
+                let dst = dtop[..2 * ow].chunks_exact_mut(2).zip(dbot[..2 * ow].chunks_exact_mut(2));
+                for (((&gv, t), b), (dt, db)) in src.zip(dst) {
+                    let (k, _) = pick4(t[0], t[1], b[0], b[1]);
+                    dt[0] = if k == 0 { gv } else { 0.0 };
+                    dt[1] = if k == 1 { gv } else { 0.0 };
+                    db[0] = if k == 2 { gv } else { 0.0 };
+                    db[1] = if k == 3 { gv } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
 /// Planes per rayon task: enough work to pay for the hand-off.
 const PLANES_PER_TASK: usize = 8;
 
@@ -430,6 +479,15 @@ impl CustomOp1 for MaxPool2dOp {
         let (planes, h, w, oh, ow) = self.0.dims4(l, self.name())?;
         let mut out = vec![0f32; planes * oh * ow];
         let (rows, cols) = (self.0.spans(0, h, oh), self.0.spans(1, w, ow));
+        if Pool2d::two_by_two(&rows, &cols) {
+            let (po, pi) = (oh * ow, h * w);
+            crate::kernels::team_parts(&mut out, po, 1 << 12, |at, o| {
+                let x = &x[at / po * pi..(at + o.len()) / po * pi];
+                pulp::Arch::new().dispatch(MaxPool2x2(x, o, PlaneDims { h, w, oh, ow }))
+            });
+            let d = l.dims();
+            return Ok((CpuStorage::F32(out), Shape::from((d[0], d[1], oh, ow))));
+        }
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
             .with_min_len(PLANES_PER_TASK)
@@ -475,6 +533,17 @@ impl CustomOp2 for MaxPool2dGrad {
         }
         let mut dx = vec![0f32; x.len()];
         let (rows, cols) = (self.0.spans(0, h, oh), self.0.spans(1, w, ow));
+        if Pool2d::two_by_two(&rows, &cols) {
+            let (po, pi) = (oh * ow, h * w);
+            crate::kernels::team_parts(&mut dx, pi, 1 << 12, |at, d| {
+                let (x, g) = (
+                    &x[at..at + d.len()],
+                    &g[at / pi * po..(at + d.len()) / pi * po],
+                );
+                pulp::Arch::new().dispatch(MaxPool2x2Grad(x, g, d, PlaneDims { h, w, oh, ow }))
+            });
+            return Ok((CpuStorage::F32(dx), l1.shape().clone()));
+        }
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w).zip(g.par_chunks(oh * ow)))
             .with_min_len(PLANES_PER_TASK)

@@ -492,6 +492,60 @@ fn max_pool_2x2_fast_path_matches_candle_and_routes_ties_to_the_first() {
 }
 
 #[test]
+fn max_pool_2x2_lets_a_nan_win_and_routes_the_gradient_like_the_scan() {
+    use kiln_nn::ops::{self, Pool2d};
+    // Large enough to be split across the team; an odd width; ties and NaNs in the windows.
+    let (b, c, h, w) = (8, 6, 28, 27);
+    let (oh, ow) = (h / 2, w / 2);
+    let vals: Vec<f32> = (0..b * c * h * w)
+        .map(|i| match i % 97 {
+            0 | 1 => f32::NAN,
+            k => ((k * 31) % 7) as f32,
+        })
+        .collect();
+    let x = Tensor::from_vec(vals.clone(), (b, c, h, w), &Device::Cpu).unwrap();
+    let v = Var::from_tensor(&x).unwrap();
+    let y = ops::max_pool2d(v.as_tensor(), Pool2d::square(2, 2, 0)).unwrap();
+    let n_out = b * c * oh * ow;
+    let r = Tensor::arange(1f32, n_out as f32 + 1.0, &Device::Cpu)
+        .unwrap()
+        .reshape(y.shape())
+        .unwrap();
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let dx = grads
+        .get(v.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut want_dx = vec![0f32; vals.len()];
+    for p in 0..b * c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let at = |di: usize, dj: usize| p * h * w + (2 * i + di) * w + 2 * j + dj;
+                // the scan: first maximum, a NaN taking over
+                let (mut bi, mut bv) = (at(0, 0), vals[at(0, 0)]);
+                for k in [at(0, 1), at(1, 0), at(1, 1)] {
+                    if vals[k] > bv || vals[k].is_nan() {
+                        (bi, bv) = (k, vals[k]);
+                    }
+                }
+                let o = (p * oh + i) * ow + j;
+                assert!(
+                    y[o] == bv || (y[o].is_nan() && bv.is_nan()),
+                    "output {o}: {} vs {bv}",
+                    y[o]
+                );
+                want_dx[bi] = (o + 1) as f32;
+            }
+        }
+    }
+    assert_eq!(dx, want_dx, "each window's gradient at its scanned maximum");
+}
+
+#[test]
 fn fused_linear_matches_candle_matmul_plus_bias() {
     // The last is over 2^21 multiply-adds and 64 rows: split into row blocks across the team.
     for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96), (131, 256, 97)] {
