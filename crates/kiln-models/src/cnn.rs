@@ -100,13 +100,13 @@ impl LeNet5 {
         let s = self.config.image_size;
         check_images(xs, self.config.in_channels, s, s, "LeNet-5")?;
         let pool = Pool2d::square(2, 2, 0);
-        let h = layers::apply(&self.conv1, &xs.to_dtype(DType::F32)?)?.relu()?; // (B, 6, 28, 28)
+        let h = ops::relu(&layers::apply(&self.conv1, &xs.to_dtype(DType::F32)?)?)?; // (B, 6, 28, 28)
         let h = ops::max_pool2d(&h, pool)?; // (B, 6, 14, 14)
-        let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, 16, 10, 10)
+        let h = ops::relu(&layers::apply(&self.conv2, &h)?)?; // (B, 16, 10, 10)
         let h = ops::max_pool2d(&h, pool)?; // (B, 16, 5, 5)
         let h = h.flatten_from(1)?; // (B, 400)
-        let h = layers::apply(&self.fc1, &h)?.relu()?; // (B, 120)
-        let h = layers::apply(&self.fc2, &h)?.relu()?; // (B, 84)
+        let h = ops::relu(&layers::apply(&self.fc1, &h)?)?; // (B, 120)
+        let h = ops::relu(&layers::apply(&self.fc2, &h)?)?; // (B, 84)
         layers::apply(&self.fc3, &h) // (B, K)
     }
 }

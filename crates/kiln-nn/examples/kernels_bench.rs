@@ -114,10 +114,11 @@ fn main() -> kiln_nn::Result<()> {
             let y = Tensor::from_vec((0..64u32).map(|i| i % 10).collect(), 64, &Device::Cpu)?;
             let pool = Pool2d::square(2, 2, 0);
             Box::new(move || {
-                let h = ops::max_pool2d(&c1.forward(&x)?.relu()?, pool)?; // (B, 6, 14, 14)
-                let h = ops::max_pool2d(&c2.forward(&h)?.relu()?, pool)?; // (B, 16, 5, 5)
-                let h = fc1.forward(&h.flatten_from(1)?)?.relu()?;
-                let logits = fc3.forward(&fc2.forward(&h)?.relu()?)?; // (B, 10)
+                let relu = |t: Tensor| if fused { ops::relu(&t) } else { Ok(t.relu()?) };
+                let h = ops::max_pool2d(&relu(c1.forward(&x)?)?, pool)?; // (B, 6, 14, 14)
+                let h = ops::max_pool2d(&relu(c2.forward(&h)?)?, pool)?; // (B, 16, 5, 5)
+                let h = relu(fc1.forward(&h.flatten_from(1)?)?)?;
+                let logits = fc3.forward(&relu(fc2.forward(&h)?)?)?; // (B, 10)
                 if fused {
                     kernels::loss::cross_entropy(&logits, &y)
                 } else {

@@ -6,6 +6,7 @@
 //!   error; this one routes the whole gradient to the (first) maximum, like PyTorch, for any
 //!   kernel, stride and padding.
 //! * [`avg_pool2d`]: any kernel, stride and padding, with PyTorch's `count_include_pad=True`.
+//! * [`relu`]: one pass forward and one backward, where candle's backward builds four tensors.
 //!
 //! Forward passes are plain loops over contiguous f32 slices (pooling: planes in parallel; the
 //! layer norm vectorised, its rows split across the kernels' team); backward passes are either tensor
@@ -83,6 +84,96 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 /// Log-softmax over the last dimension (candle's composed version, which is differentiable).
 pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(xs, D::Minus1)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReLU.
+
+/// `max(x, 0)` (a NaN stays NaN, as PyTorch's), one pass on the team.
+struct Relu;
+
+crate::kernels::simd_kernel! {
+    /// `y = max(x, 0)`, a NaN kept.
+    fn relu_rows<'a>(x: &'a [f32], y: &'a mut [f32]) as ReluRows {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = if x > 0.0 || x.is_nan() { x } else { 0.0 };
+        }
+    }
+}
+
+crate::kernels::simd_kernel! {
+    /// `dx = dy` where the output was positive, else 0 (PyTorch's `threshold_backward`).
+    fn relu_grad_rows<'a>(y: &'a [f32], dy: &'a [f32], dx: &'a mut [f32]) as ReluGradRows {
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = if y > 0.0 { dy } else { 0.0 };
+        }
+    }
+}
+
+/// Elements below which an element-wise pass stays on one thread.
+const MIN_PART: usize = 1 << 14;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "kiln-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        crate::kernels::team_parts(&mut out, 1, MIN_PART, |at, y| {
+            pulp::Arch::new().dispatch(ReluRows(&x[at..at + y.len()], y))
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
+    }
+}
+
+/// (ReLU output, its gradient) → the input's gradient.
+struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "kiln-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let y = f32_slice(s1, l1, self.name())?;
+        let dy = f32_slice(s2, l2, self.name())?;
+        if y.len() != dy.len() {
+            candle_core::bail!("relu grad: {} outputs but {} gradients", y.len(), dy.len());
+        }
+        let mut dx = vec![0f32; y.len()];
+        crate::kernels::team_parts(&mut dx, 1, MIN_PART, |at, d| {
+            let r = at..at + d.len();
+            pulp::Arch::new().dispatch(ReluGradRows(&y[r.clone()], &dy[r], d))
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// ReLU, `max(x, 0)`, with its gradient in one pass (candle's builds a zero tensor, a
+/// comparison, a conversion and a product); a NaN input stays NaN and the gradient at 0 is 0,
+/// as PyTorch's. A tensor not f32 on the CPU takes candle's `relu`.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    if !crate::kernels::fusable(xs) {
+        return Ok(xs.relu()?);
+    }
+    let xs = xs.contiguous()?;
+    Ok(if xs.track_op() {
+        xs.apply_op1(Relu)?
+    } else {
+        xs.apply_op1_no_bwd(&Relu)?
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -546,6 +546,37 @@ fn max_pool_2x2_lets_a_nan_win_and_routes_the_gradient_like_the_scan() {
 }
 
 #[test]
+fn relu_matches_candle_and_keeps_nans_like_pytorch() {
+    // Over 2^14 values: split across the team.
+    let x = randn(&[64, 6, 7, 7], 3);
+    let v = Var::from_tensor(&x).unwrap();
+    let r = randn(&[64, 6, 7, 7], 4);
+    let ours = kiln_nn::ops::relu(v.as_tensor()).unwrap();
+    let theirs = v.as_tensor().relu().unwrap();
+    assert_close(&ours, &theirs, 0.0, "relu forward");
+    let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&theirs * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let (g1, g2) = (
+        g1.get(v.as_tensor()).unwrap(),
+        g2.get(v.as_tensor()).unwrap(),
+    );
+    assert_close(g1, g2, 0.0, "relu gradient");
+    // NaN stays NaN (candle's f32::max would give 0); the gradient at 0 is 0 (PyTorch's).
+    let v = Var::new(&[f32::NAN, 0.0, -1.0, 2.0], &Device::Cpu).unwrap();
+    let y = kiln_nn::ops::relu(v.as_tensor()).unwrap();
+    let got = y.to_vec1::<f32>().unwrap();
+    assert!(got[0].is_nan() && got[1..] == [0.0, 0.0, 2.0], "{got:?}");
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(g, [0.0, 0.0, 0.0, 1.0]);
+}
+
+#[test]
 fn fused_linear_matches_candle_matmul_plus_bias() {
     // The last is over 2^21 multiply-adds and 64 rows: split into row blocks across the team.
     for &(m, k, n) in &[(1, 3, 5), (17, 33, 65), (64, 128, 96), (131, 256, 97)] {

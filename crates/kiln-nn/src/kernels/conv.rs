@@ -149,8 +149,14 @@ impl Geom {
                         let ii = oi * s + ki - self.pad;
                         let dst = &mut plane[ii * self.w..(ii + 1) * self.w];
                         let src = &row[oi * self.ow..(oi + 1) * self.ow];
-                        for oj in j0..j1 {
-                            dst[oj * s + kj - self.pad] += src[oj];
+                        if s == 1 {
+                            let jj0 = j0 + kj - self.pad;
+                            let dst = &mut dst[jj0..jj0 + (j1 - j0)];
+                            dst.iter_mut().zip(&src[j0..j1]).for_each(|(d, v)| *d += v);
+                        } else {
+                            for oj in j0..j1 {
+                                dst[oj * s + kj - self.pad] += src[oj];
+                            }
                         }
                     }
                 }
