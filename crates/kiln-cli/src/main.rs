@@ -46,6 +46,7 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    kiln_nn::limit_idle_spinning();
     kiln_nn::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 use kiln_models::gpt2::{self, load, GenerationConfig, WeightDtype};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    kiln_nn::limit_idle_spinning();
     kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: gpt_decode DIR")?);

@@ -27,6 +27,7 @@ fn tensors(split: MnistSplit) -> Result<TensorData, Box<dyn std::error::Error>> 
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    kiln_nn::limit_idle_spinning();
     kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let epochs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);

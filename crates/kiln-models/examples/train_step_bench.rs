@@ -29,6 +29,7 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 type StepFn = Box<dyn Fn(&Mode) -> kiln_nn::Result<Tensor>>;
 
 fn main() -> kiln_nn::Result<()> {
+    kiln_nn::limit_idle_spinning();
     kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("lenet");

@@ -85,6 +85,7 @@ fn attention(steps: usize, fused: bool, dims: &[usize]) -> kiln_nn::Result<()> {
 }
 
 fn main() -> kiln_nn::Result<()> {
+    kiln_nn::limit_idle_spinning();
     kiln_nn::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("lenet");

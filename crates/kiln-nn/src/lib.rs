@@ -55,6 +55,26 @@ pub use error::{Error, Result};
 pub use layers::Mode;
 pub use step::{EvalSums, TrainStep};
 
+/// Spins of candle's element-wise thread pool before an idle worker sleeps (candle's default
+/// is 25,000).
+const CANDLE_POOL_SPIN: &str = "1000";
+
+/// Let candle's element-wise thread pool sleep soon after each op. Call it first thing in
+/// `main`, before any other thread starts (it sets an environment variable).
+///
+/// candle 0.11 runs element-wise ops on its own pool, whose idle workers spin 25,000 times
+/// (about a millisecond here) before they sleep. Between two candle ops a training step runs
+/// kiln's kernels on the kernels' team; on two cores a spinning candle worker then holds the
+/// core a team member needs. Measured with `examples/kernels_bench` on two threads, ms per
+/// LeNet-5 step: 5.66 with candle's default, 4.08 with 1,000 spins; GPT-2 prefill, the nanoGPT
+/// recipe and the LSTM/GRU steps did not change beyond the noise. Sets
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` to 1,000 unless the user has set it.
+pub fn limit_idle_spinning() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_POOL_SPIN);
+    }
+}
+
 /// Keep memory that the program frees for its next allocations instead of handing it back to
 /// the kernel. Call it first thing in `main` of a program that trains or generates.
 ///

@@ -8,7 +8,7 @@
 //! * input gradient: `dx_b = col2im(Wᵀ · dy_b)`, computed only when the input tracks a
 //!   gradient (candle's `Tensor::track_op`): the images fed to a first layer never do.
 //!
-//! Images run in parallel on rayon when the batch has at least as many images as threads;
+//! Images run in parallel on the kernels' team when the batch has at least as many images as threads;
 //! otherwise the gemm itself is threaded. A 1×1 kernel with stride 1 and no padding skips
 //! im2col (the input already is `col_b`). The reference is [`conv2d_plain`] (candle's
 //! `conv2d` plus a broadcast bias); the backward passes are not differentiable again.
@@ -17,10 +17,9 @@
 //! P = OH·OW, K = C·KH·KW.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Par};
-use super::{f32_slice, fusable, CResult};
+use super::{f32_slice, fusable, team, team_parts, CResult};
 use crate::{Error, Result};
 
 /// Shapes of one convolution.
@@ -221,12 +220,14 @@ impl CustomOp3 for Conv2dOp {
         };
         let col_len = if g.pointwise() { 0 } else { k * p };
         if g.batch_parallel() {
-            y.par_chunks_mut(g.o * p)
-                .zip(x.par_chunks(g.image()))
-                .for_each_init(
-                    || vec![0f32; col_len],
-                    |col, (yb, xb)| one(col, xb, yb, Par::Seq),
-                );
+            let (out, img) = (g.o * p, g.image());
+            team_parts(&mut y, out, out, |at, ys| {
+                let mut col = vec![0f32; col_len];
+                let xs = &x[at / out * img..];
+                for (yb, xb) in ys.chunks_mut(out).zip(xs.chunks(img)) {
+                    one(&mut col, xb, yb, Par::Seq);
+                }
+            });
         } else {
             let mut col = vec![0f32; col_len];
             for (yb, xb) in y.chunks_mut(g.o * p).zip(x.chunks(g.image())) {
@@ -342,10 +343,8 @@ impl CustomOp3 for ConvParamGrad {
             let t = candle_core::utils::get_num_threads();
             let per = g.b.div_ceil(t);
             // one partial sum per range, added in range order: the same bits on every run
-            let parts: Vec<Vec<f32>> = (0..t)
-                .into_par_iter()
-                .map(|i| range((i * per).min(g.b)..((i + 1) * per).min(g.b), Par::Seq))
-                .collect();
+            let ranges = (0..t).map(|i| (i * per).min(g.b)..((i + 1) * per).min(g.b));
+            let parts: Vec<Vec<f32>> = team().map(ranges.collect(), |r| range(r, Par::Seq));
             parts
                 .into_iter()
                 .reduce(|mut a, b| {
@@ -411,12 +410,14 @@ impl CustomOp3 for ConvInputGrad {
         };
         let col_len = if g.pointwise() { 0 } else { k * p };
         if g.batch_parallel() {
-            dx.par_chunks_mut(g.image())
-                .zip(dy.par_chunks(o * p))
-                .for_each_init(
-                    || vec![0f32; col_len],
-                    |col, (dxb, dyb)| one(col, dyb, dxb, Par::Seq),
-                );
+            let img = g.image();
+            team_parts(&mut dx, img, img, |at, dxs| {
+                let mut col = vec![0f32; col_len];
+                let dys = &dy[at / img * o * p..];
+                for (dxb, dyb) in dxs.chunks_mut(img).zip(dys.chunks(o * p)) {
+                    one(&mut col, dyb, dxb, Par::Seq);
+                }
+            });
         } else {
             let mut col = vec![0f32; col_len];
             for (dxb, dyb) in dx.chunks_mut(g.image()).zip(dy.chunks(o * p)) {
