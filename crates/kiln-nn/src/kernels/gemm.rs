@@ -1,10 +1,11 @@
 //! A bounds-checked f32 matrix product over strided slices, on the `gemm` crate that candle
 //! itself uses (with its runtime-dispatched AVX-512 kernels, feature `x86-v4`).
 //!
-//! This is the only `unsafe` in kiln-nn: `gemm::gemm` takes raw pointers and strides. Every
-//! call goes through [`Mat`] / [`MatMut`], whose constructors check that every element the
-//! strides can address lies inside the slice, so the product never reads or writes out of
-//! bounds.
+//! This is the only `unsafe` in kiln-nn (with `keep_freed_memory`'s `mallopt`): `gemm::gemm`
+//! takes raw pointers and strides. Every call goes through [`Mat`] / [`MatMut`], whose
+//! constructors check that every element the strides can address lies inside the slice, so the
+//! product never reads or writes out of bounds; [`matmul_new`] hands gemm an uninitialised
+//! output, which gemm writes in full without reading it.
 
 /// Run the product on the calling thread, or split it over `n` rayon threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,92 @@ pub(crate) fn matmul(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
     matmul_here(dst, a, b, accumulate, par)
 }
 
+/// `a · b` as a new row-major (M, N) vector that the gemm writes once, without the zero fill a
+/// `vec![0.0; M·N]` costs first (for the LSTM's input projection, (T·B, 4H) = 13 MB, that fill
+/// took as long as a third of the product). Large products are cut into one block of rows
+/// per member of the kernels' team, as in [`matmul`].
+pub(crate) fn matmul_new(a: Mat, b: Mat, par: Par) -> Vec<f32> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k,
+        "kiln gemm: shapes ({m}×{k}) · ({}×{n})",
+        b.rows
+    );
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let spare = &mut out.spare_capacity_mut()[..m * n];
+    let team = super::team();
+    let parts = if par == Par::Auto && m * n * k >= TEAM_SPLIT_WORK && m >= 32 * team.size() {
+        team.size()
+    } else {
+        1
+    };
+    let ends: Vec<usize> = (1..=parts).map(|p| m * p / parts).collect();
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    let blocks = kiln_core::team::cut(spare, ends[..parts - 1].iter().map(|&e| e * n));
+    let inner = if parts > 1 { Par::Seq } else { par };
+    let items: Vec<_> = starts.zip(blocks).collect();
+    team.map(items, |(r0, block)| {
+        let rows = block.len() / n.max(1);
+        let a = Mat::strided(
+            &a.data[(r0 * a.rs).min(a.data.len())..],
+            rows,
+            k,
+            a.rs,
+            a.cs,
+        );
+        write_product(block, a, b, inner);
+    });
+    // SAFETY: the blocks cover the first m·n elements, and `write_product` wrote every element
+    // of each block (see there).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(m * n)
+    };
+    out
+}
+
+/// `dst` (row-major, `a.rows × b.cols`, uninitialised) = `a · b`: gemm with `read_dst` false
+/// never reads the destination and writes each of its elements (zeros when k = 0).
+fn write_product(dst: &mut [std::mem::MaybeUninit<f32>], a: Mat, b: Mat, par: Par) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        dst.len() == m * n,
+        "kiln gemm: {m}×{n} output in {} elements",
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: `dst` holds exactly m·n elements, row-major (row stride n, column stride 1); the
+    // views `a` and `b` were bounds-checked at construction and agree on k; `dst` is a unique
+    // borrow. With `read_dst` false the gemm reads no element of `dst` (alpha is taken as 0)
+    // and stores every one, so uninitialised memory is never read.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par.gemm(),
+        );
+    }
+}
+
 /// `count` lines of `data`, `stride` apart, cut into `parts` blocks of consecutive lines: each
 /// block's range of lines and the part of `data` from its first line (up to the next block's).
 fn split_blocks(
@@ -244,6 +331,31 @@ mod tests {
             for j in 0..5 {
                 let want: f32 = 1.0 + (0..4).map(|k| a[i * 4 + k] * b[j * 4 + k]).sum::<f32>();
                 assert!((c[i * 5 + j] - want).abs() < 1e-5, "({i},{j})");
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_product_is_written_whole() {
+        // the last shape is large enough to be split across the team; k = 0 gives zeros
+        for &(m, k, n) in &[(1, 1, 1), (3, 0, 5), (7, 33, 65), (300, 100, 90)] {
+            let a: Vec<f32> = (0..m * k).map(|v| (v % 13) as f32 * 0.25 - 1.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|v| (v % 7) as f32 - 3.0).collect();
+            let got = matmul_new(Mat::rows(&a, m, k), Mat::rows(&b, k, n), Par::Auto);
+            let mut want = vec![f32::NAN; m * n];
+            matmul(
+                MatMut::rows(&mut want, m, n),
+                Mat::rows(&a, m, k),
+                Mat::rows(&b, k, n),
+                false,
+                Par::Seq,
+            );
+            assert_eq!(got.len(), m * n);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}×{k}×{n}: {g} vs {w}"
+                );
             }
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::gemm::{matmul, Mat, MatMut, Par};
+use super::gemm::{matmul, matmul_new, Mat, MatMut, Par};
 use super::{exp, f32_slice, fusable, simd_kernel, team, with_f32, CResult};
 
 use crate::{Error, Result};
@@ -32,10 +32,11 @@ fn tanh(x: f32) -> f32 {
 }
 
 simd_kernel! {
-    /// One batch row of the LSTM gate pass: pre-activations `g` (4H, activated in place to
-    /// i, f, g, o), previous cell `cp` (H) → cell `c` and hidden `h` (H).
+    /// One batch row of the LSTM gate pass: pre-activations `g` (4H) plus the bias `b` (4H),
+    /// activated in place to i, f, g, o; previous cell `cp` (H) → cell `c` and hidden `h` (H).
     fn lstm_fwd_row<'a>(
         g: &'a mut [f32],
+        b: &'a [f32],
         cp: &'a [f32],
         c: &'a mut [f32],
         hv: &'a mut [f32],
@@ -45,8 +46,10 @@ simd_kernel! {
         let (gf, rest) = rest.split_at_mut(h);
         let (gg, go) = rest.split_at_mut(h);
         let (go, c, hv) = (&mut go[..h], &mut c[..h], &mut hv[..h]);
+        let (bi, bf, bg, bo) = (&b[..h], &b[h..2 * h], &b[2 * h..3 * h], &b[3 * h..4 * h]);
         for j in 0..h {
-            let (i, f, n, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+            let (i, f) = (sigmoid(gi[j] + bi[j]), sigmoid(gf[j] + bf[j]));
+            let (n, o) = (tanh(gg[j] + bg[j]), sigmoid(go[j] + bo[j]));
             (gi[j], gf[j], gg[j], go[j]) = (i, f, n, o);
             c[j] = f * cp[j] + i * n;
             hv[j] = o * tanh(c[j]);
@@ -318,15 +321,14 @@ impl CustomOp3 for LstmSeq {
                 2 * bh + 4 * h
             );
         }
-        // pre-activations x W_ihᵀ + bias, activated in place
-        let mut gates = st[2 * bh..].repeat(t_len * b);
-        matmul(
-            MatMut::rows(&mut gates, t_len * b, 4 * h),
+        // pre-activations x W_ihᵀ, written once by the gemm (the bias joins in the gate pass),
+        // activated in place
+        let mut gates = matmul_new(
             Mat::rows(x, t_len * b, i),
             Mat::strided(w, 4 * h, i, i + h, 1).t(),
-            true,
             Par::Auto,
         );
+        let bias = &st[2 * bh..];
         let mut out = vec![0f32; 2 * t_len * bh];
         let w_t = transpose(&columns(w, i, h), 4 * h, h);
         let (mut hp, mut cp) = (st[..bh].to_vec(), st[bh..2 * bh].to_vec());
@@ -361,7 +363,7 @@ impl CustomOp3 for LstmSeq {
                 for (k, r) in rows.enumerate() {
                     let (loc, glob) = (k * h..(k + 1) * h, r * h..(r + 1) * h);
                     let gk = &mut g[4 * loc.start..4 * loc.end];
-                    let row = LstmFwdRow(gk, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
+                    let row = LstmFwdRow(gk, bias, &cp_[glob], &mut oc[loc.clone()], &mut oh[loc]);
                     pulp::Arch::new().dispatch(row);
                 }
             });
