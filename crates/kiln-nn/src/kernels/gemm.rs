@@ -208,7 +208,7 @@ pub(crate) fn matmul_new(a: Mat, b: Mat, par: Par) -> Vec<f32> {
 /// `dst` (row-major, `a.rows × b.cols`, uninitialised) = `a · b`: gemm with `read_dst` false
 /// never reads the destination and writes each of its elements (zeros when k = 0).
 fn write_product(dst: &mut [std::mem::MaybeUninit<f32>], a: Mat, b: Mat, par: Par) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, n) = (a.rows, b.cols);
     assert!(
         dst.len() == m * n,
         "kiln gemm: {m}×{n} output in {} elements",
@@ -217,27 +217,42 @@ fn write_product(dst: &mut [std::mem::MaybeUninit<f32>], a: Mat, b: Mat, par: Pa
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: `dst` holds exactly m·n elements, row-major (row stride n, column stride 1); the
-    // views `a` and `b` were bounds-checked at construction and agree on k; `dst` is a unique
-    // borrow. With `read_dst` false the gemm reads no element of `dst` (alpha is taken as 0)
+    // SAFETY: `dst` holds exactly m·n elements, row-major (row stride n, column stride 1), and
+    // is a unique borrow; with `read_dst` false gemm reads none of them (it takes alpha as 0)
     // and stores every one, so uninitialised memory is never read.
     #[allow(unsafe_code)]
     unsafe {
+        gemm_raw(dst.as_mut_ptr().cast::<f32>(), n, 1, false, a, b, par)
+    }
+}
+
+/// The one call into `gemm::gemm`: `dst = a · b` (`read_dst` false) or `dst += a · b`, dst
+/// element (i, j) at `dst + i·rs + j·cs`.
+///
+/// # Safety
+/// `dst` must be valid for writes (and, with `read_dst`, reads) of the `a.rows × b.cols`
+/// elements its strides address, and alias neither input; `a.cols == b.rows`. The views `a`
+/// and `b` are bounds-checked by their constructors.
+#[allow(unsafe_code)]
+unsafe fn gemm_raw(dst: *mut f32, rs: usize, cs: usize, read_dst: bool, a: Mat, b: Mat, par: Par) {
+    // SAFETY: the caller's contract for `dst`; `a` and `b` address only elements inside their
+    // slices (checked at construction).
+    unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
-            false,
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
+            cs as isize,
+            rs as isize,
+            read_dst,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
             b.data.as_ptr(),
             b.cs as isize,
             b.rs as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
@@ -283,31 +298,11 @@ fn matmul_here(dst: MatMut, a: Mat, b: Mat, accumulate: bool, par: Par) {
         return;
     }
     // SAFETY: the constructors checked that every element each view addresses, (rows-1)·rs +
-    // (cols-1)·cs at most, lies inside its slice; the shapes agree (asserted above); `dst` is
-    // a unique borrow, so it aliases neither input.
+    // (cols-1)·cs at most, lies inside its slice; the shapes agree (asserted by the caller);
+    // `dst` is a unique borrow, so it aliases neither input.
     #[allow(unsafe_code)]
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.data.as_mut_ptr(),
-            dst.cs as isize,
-            dst.rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par.gemm(),
-        );
+        gemm_raw(dst.data.as_mut_ptr(), dst.rs, dst.cs, accumulate, a, b, par)
     }
 }
 
