@@ -110,9 +110,6 @@ crate::kernels::simd_kernel! {
     }
 }
 
-/// Elements below which an element-wise pass stays on one thread.
-const MIN_PART: usize = 1 << 14;
-
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
         "kiln-relu"
@@ -121,7 +118,7 @@ impl CustomOp1 for Relu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let mut out = vec![0f32; x.len()];
-        crate::kernels::team_parts(&mut out, 1, MIN_PART, |at, y| {
+        crate::kernels::team_parts(&mut out, 1, crate::kernels::MIN_PART, |at, y| {
             pulp::Arch::new().dispatch(ReluRows(&x[at..at + y.len()], y))
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -153,7 +150,7 @@ impl CustomOp2 for ReluGrad {
             candle_core::bail!("relu grad: {} outputs but {} gradients", y.len(), dy.len());
         }
         let mut dx = vec![0f32; y.len()];
-        crate::kernels::team_parts(&mut dx, 1, MIN_PART, |at, d| {
+        crate::kernels::team_parts(&mut dx, 1, crate::kernels::MIN_PART, |at, d| {
             let r = at..at + d.len();
             pulp::Arch::new().dispatch(ReluGradRows(&y[r.clone()], &dy[r], d))
         });
@@ -246,7 +243,7 @@ impl CustomOp3 for LayerNormOp {
         }
         let mut out = vec![0f32; x.len()];
         let eps = self.eps;
-        crate::kernels::team_parts(&mut out, d, 1 << 14, |at, y| {
+        crate::kernels::team_parts(&mut out, d, crate::kernels::MIN_PART, |at, y| {
             let x = &x[at..at + y.len()];
             pulp::Arch::new().dispatch(LayerNormRows(x, y, w, b, d, eps))
         });

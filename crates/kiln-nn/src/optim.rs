@@ -477,7 +477,7 @@ fn adam_fused(
     let (mut po, mut mo, mut vo) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     let mut run = |p: &[f32], g: &[f32], m0: &[f32], v0: &[f32]| {
         let team = crate::kernels::team();
-        let parts = team.size().min(n / (1 << 14)).max(1);
+        let parts = team.size().min(n / crate::kernels::MIN_PART).max(1);
         let cuts: Vec<usize> = (1..parts).map(|i| n * i / parts).collect();
         let starts = std::iter::once(0).chain(cuts.iter().copied());
         let pieces = kiln_core::team::cut(&mut po, cuts.iter().copied())

@@ -78,9 +78,10 @@ impl Conv1D {
         }
         let rows = xs.elem_count() / d_in;
         let x = xs.reshape((rows, d_in))?; // (N, in)
-        let y = match &self.weight {
+                                           // (N, out), and whether `then` is already applied (the fused prefill kernels)
+        let (y, applied) = match &self.weight {
             Matrix::F32(w) if rows <= SMALL_M && quant::fast_path(&x, w) => {
-                quant::matmul_in_out(&x, w, Some(&self.bias))? // (N, out)
+                (quant::matmul_in_out(&x, w, Some(&self.bias))?, false)
             }
             Matrix::F32(w) => {
                 let b = &self.bias;
@@ -91,18 +92,16 @@ impl Conv1D {
                         kernels::linear_in_out_residual(&x, w, b, &r.reshape((rows, d_out))?)?
                     }
                 };
-                if let Some(last) = out_dims.last_mut() {
-                    *last = d_out;
-                }
-                return Ok(y.reshape(out_dims)?); // (..., out)
+                (y, true)
             }
-            Matrix::Packed(p) => p.matmul_t(&x, Some(&self.bias))?, // (N, out)
+            Matrix::Packed(p) => (p.matmul_t(&x, Some(&self.bias))?, false),
         };
         if let Some(last) = out_dims.last_mut() {
             *last = d_out;
         }
-        let y = y.reshape(out_dims)?;
+        let y = y.reshape(out_dims)?; // (..., out)
         Ok(match then {
+            _ if applied => y,
             Then::Nothing => y,
             Then::GeluNew => kernels::gelu::gelu_new(&y)?,
             Then::Add(r) => (y + r)?,

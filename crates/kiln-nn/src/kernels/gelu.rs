@@ -3,17 +3,23 @@
 //! pass split across the kernels' team. Its gradient is one fused pass too, where candle's
 //! `gelu` backward builds a dozen tensor ops with scalar `tanhf` and `powf`.
 //! [`gelu_new_in_place`] is the same pass over a buffer the caller owns (the MLP's first
-//! product, still in cache, see [`super::linear_in_out_act`]).
+//! product, still in cache, see [`super::linear_in_out_gelu`]).
 
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
-use super::{exp, f32_slice, fusable, simd_kernel, team_parts, CResult};
+use super::{exp, f32_slice, fusable, simd_kernel, team_parts, CResult, MIN_PART};
 use crate::Result;
 
 /// √(2/π)
 const C: f32 = 0.797_884_6;
 /// The cubic term's coefficient.
 const A: f32 = 0.044715;
+
+/// `gelu_new(x)` for one value (inlined into the vectorised loops below).
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    x / (1.0 + exp(-2.0 * C * (x + A * x * x * x)))
+}
 
 simd_kernel! {
     /// `out = gelu_new(x)`, or its derivative when `deriv`: with `s = 1 / (1 + e^(-2u))`,
@@ -28,7 +34,7 @@ simd_kernel! {
             }
         } else {
             for (o, &x) in out.iter_mut().zip(x) {
-                *o = x / (1.0 + exp(-2.0 * C * (x + A * x * x * x)));
+                *o = gelu(x);
             }
         }
     }
@@ -38,13 +44,10 @@ simd_kernel! {
     /// `v = gelu_new(v)` in place.
     fn gelu_in_place_rows<'a>(v: &'a mut [f32]) as GeluInPlace {
         for x in v.iter_mut() {
-            *x /= 1.0 + exp(-2.0 * C * (*x + A * *x * *x * *x));
+            *x = gelu(*x);
         }
     }
 }
-
-/// Elements below which a pass stays on one thread.
-const MIN_PART: usize = 1 << 14;
 
 /// `v = gelu_new(v)` in place, on the calling thread.
 pub fn gelu_new_in_place(v: &mut [f32]) {

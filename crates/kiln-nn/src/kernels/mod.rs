@@ -97,6 +97,10 @@ pub fn team() -> &'static kiln_core::team::Team {
     })
 }
 
+/// Elements below which an element-wise pass (GELU, ReLU, layer norm, Adam) stays on one
+/// thread: smaller passes cost less than a hand-off.
+pub(crate) const MIN_PART: usize = 1 << 14;
+
 /// `data` cut into consecutive parts of whole `unit`s, one per member of the kernels' team
 /// (fewer when a part would hold under `min_len` elements), and `f(offset, part)` run on each.
 pub(crate) fn team_parts(
