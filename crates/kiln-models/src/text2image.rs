@@ -8,6 +8,14 @@
 //!   and text positions (0..L) and image positions (L..L+G²) disjoint learned rows of `wpe`:
 //!   these are the separate text and image embeddings of DALL-E. The loss is the
 //!   cross-entropy of the image codes only, with logits restricted to the K code ids.
+//! * With a layered tokenizer (`colour_codes` > 0) a code is a (pattern, colour) pair and
+//!   is not a row of `wte`: its embedding is the sum of a pattern row and a colour row, and
+//!   its logit, tied to it, the sum of a pattern score and a colour score, so the softmax over
+//!   the K pairs is a pattern distribution times a colour distribution. A pair no training
+//!   picture held (a red star) gets the probability of "star" times that of "red".
+//!   With `colour_given_pattern` a small head draws the colour given the pattern instead,
+//!   `p(p | h)·p(c | h, p)`, so that where the caption names two objects the colour can follow
+//!   the outline just drawn; training scores only the true pattern's colours.
 //! * Classifier-free guidance (Ho & Salimans 2022): in training a caption becomes all `<pad>`
 //!   with probability `cond_drop` (drawn from the step's seeded generator); at sampling the
 //!   conditional rows and their unconditional twins run in one batch through the KV cache and
@@ -26,13 +34,13 @@ pub mod folder;
 
 pub use folder::{embedded, ImageModel, ImageSampling, Reranker, IMAGE_MODEL_KIND, PRIOR_KIND};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D as Dim};
 use candle_nn::VarBuilder;
 use kiln_nn::layers::Mode;
 use kiln_nn::{loss, Error, EvalSums, Result, TrainStep};
 use rand::Rng as _;
 
-use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::gpt2::{Gpt2, Gpt2Config, KvCache};
 use crate::rnn::{sample_next, SamplingConfig};
 
 /// Id of `<pad>` in every caption vocabulary (kiln-data's `Vocabulary`).
@@ -62,6 +70,16 @@ pub struct PriorConfig {
     /// Probability that a training caption is replaced by all `<pad>` (the unconditional
     /// model of classifier-free guidance), in [0, 1) (default 0.1).
     pub cond_drop: f64,
+    /// Colour codes Cc of a layered tokenizer ([`crate::vqvae`]), 0 for a plain one (the
+    /// default). With Cc > 0 code k is the pair (pattern p, colour c) = (k / Cc, k mod Cc), its
+    /// embedding is `code_pattern[p] + code_colour[c]` and, tied to it, its logit
+    /// `h·code_pattern[p] + h·code_colour[c]`: a pattern score plus a colour score.
+    pub colour_codes: usize,
+    /// With factorized codes: draw each code's colour given its pattern (default false: the
+    /// two independently). The colour logits become `code_colour · gelu(W·(h + code_pattern[p])
+    /// + b)` (`colour_head.weight` W (C, C), `colour_head.bias` b), and the code's logit is
+    /// `log p(p | h) + log p(c | h, p)`.
+    pub colour_given_pattern: bool,
 }
 
 impl Default for PriorConfig {
@@ -76,6 +94,8 @@ impl Default for PriorConfig {
             n_embd: 128,
             dropout: 0.0,
             cond_drop: 0.1,
+            colour_codes: 0,
+            colour_given_pattern: false,
         }
     }
 }
@@ -97,6 +117,18 @@ impl PriorConfig {
         if !(0.0..1.0).contains(&self.cond_drop) {
             return Err(Error::param("cond_drop", self.cond_drop, "in [0, 1)"));
         }
+        let k = self.codebook_size;
+        if self.colour_codes > 0
+            && (self.colour_codes < 2
+                || !k.is_multiple_of(self.colour_codes)
+                || k / self.colour_codes < 2)
+        {
+            return Err(Error::param(
+                "colour_codes",
+                self.colour_codes,
+                &format!("0, or ≥ 2 dividing codebook_size = {k} into ≥ 2 pattern codes"),
+            ));
+        }
         self.gpt2_config().validate()
     }
 
@@ -115,11 +147,17 @@ impl PriorConfig {
         self.text_vocab as u32 + 1
     }
 
-    /// The transformer: vocabulary V = words + 1 + K, positions L + N (the last code is never
-    /// an input), no BOS/EOS.
+    /// The transformer: vocabulary V = words + 1 + K (words + 1 when the codes are
+    /// factorized: their embeddings live outside `wte`), positions L + N (the last code is
+    /// never an input), no BOS/EOS.
     pub fn gpt2_config(&self) -> Gpt2Config {
+        let codes = if self.colour_codes > 0 {
+            0
+        } else {
+            self.codebook_size
+        };
         Gpt2Config {
-            vocab_size: self.text_vocab + 1 + self.codebook_size,
+            vocab_size: self.text_vocab + 1 + codes,
             n_positions: self.caption_len + self.n_codes(),
             n_embd: self.n_embd,
             n_layer: self.n_layer,
@@ -147,18 +185,95 @@ pub struct CodeSampling {
     pub top_k: usize,
 }
 
+/// Factorized code embeddings, with `colour_codes` > 0.
+struct Factors {
+    /// (P, C).
+    pattern: Tensor,
+    /// (Cc, C).
+    colour: Tensor,
+    /// The colour head's weight (C, C) and bias (C), with `colour_given_pattern`.
+    head: Option<(Tensor, Tensor)>,
+}
+
 /// The DALL-E prior: a GPT-2 that continues a caption with image codes.
 pub struct Prior {
     config: PriorConfig,
     gpt: Gpt2,
+    factors: Option<Factors>,
 }
 
 impl Prior {
-    /// Build from `vb` (GPT-2 names: `wte`, `wpe`, `h.{i}.*`, `ln_f`).
+    /// Build from `vb` (GPT-2 names: `wte`, `wpe`, `h.{i}.*`, `ln_f`; factorized codes also
+    /// `code_pattern.weight` and `code_colour.weight`, initialised as `wte`).
     pub fn new(config: PriorConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
-        let gpt = Gpt2::new(&config.gpt2_config(), vb)?;
-        Ok(Self { config, gpt })
+        let gpt_config = config.gpt2_config();
+        let factors = match config.colour_codes {
+            0 => None,
+            cc => {
+                let init = candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: gpt_config.initializer_range,
+                };
+                let c = config.n_embd;
+                let p = config.codebook_size / cc;
+                let head = match config.colour_given_pattern {
+                    false => None,
+                    true => Some((
+                        vb.get_with_hints((c, c), "colour_head.weight", init)?,
+                        vb.get_with_hints(c, "colour_head.bias", candle_nn::Init::Const(0.0))?,
+                    )),
+                };
+                Some(Factors {
+                    pattern: vb.get_with_hints((p, c), "code_pattern.weight", init)?,
+                    colour: vb.get_with_hints((cc, c), "code_colour.weight", init)?,
+                    head,
+                })
+            }
+        };
+        let gpt = Gpt2::new(&gpt_config, vb)?;
+        Ok(Self {
+            config,
+            gpt,
+            factors,
+        })
+    }
+
+    /// Embeddings (K, C) of the factorized codes, `code_pattern[k / Cc] + code_colour[k mod Cc]`.
+    fn code_table(&self) -> Result<Option<Tensor>> {
+        let Some(Factors {
+            pattern, colour, ..
+        }) = &self.factors
+        else {
+            return Ok(None);
+        };
+        let (k, c) = (self.config.codebook_size, self.config.n_embd);
+        let table = pattern.unsqueeze(1)?.broadcast_add(&colour.unsqueeze(0)?)?; // (P, Cc, C)
+        Ok(Some(table.reshape((k, c))?))
+    }
+
+    /// Final hidden states (B, T, C) of joint-vocabulary ids (B, T), continuing `cache`.
+    fn hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, mode: &Mode) -> Result<Tensor> {
+        let Some(codes) = self.code_table()? else {
+            return self.gpt.hidden(ids, cache, None, mode);
+        };
+        let words = self
+            .gpt
+            .wte()
+            .ok_or_else(|| Error::shape("prior: packed weights cannot embed factorized codes"))?;
+        let table = Tensor::cat(&[words, &codes], 0)?; // (V, C)
+        let (b, t) = ids.dims2()?;
+        let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
+        let v = table.dims()[0] as u32;
+        if let Some(&bad) = flat.to_vec1::<u32>()?.iter().find(|&&i| i >= v) {
+            return Err(Error::shape(format!(
+                "prior: token id {bad} out of range for a joint vocabulary of {v}"
+            )));
+        }
+        let tok = table
+            .embedding(&flat)?
+            .reshape((b, t, self.config.n_embd))?; // (B, T, C)
+        self.gpt.hidden_embedded(&tok, cache, mode)
     }
 
     /// The hyperparameters.
@@ -184,6 +299,11 @@ impl Prior {
     /// Logits over the K codes (B, N, K) for every code of `codes` (B, N) given `captions`
     /// (B, L) (word ids, u32): one pass over the whole sequence (teacher forcing).
     pub fn code_logits(&self, captions: &Tensor, codes: &Tensor, mode: &Mode) -> Result<Tensor> {
+        self.code_head(&self.code_hidden(captions, codes, mode)?) // (B, N, K)
+    }
+
+    /// Hidden states (B, N, C) that predict each code of `codes` (B, N) given `captions`.
+    fn code_hidden(&self, captions: &Tensor, codes: &Tensor, mode: &Mode) -> Result<Tensor> {
         let b = self.check_captions(captions)?;
         let (n, l) = (self.config.n_codes(), self.config.caption_len);
         if codes.dims() != [b, n] {
@@ -203,12 +323,25 @@ impl Prior {
             ids.extend(z[..n - 1].iter().map(|&x| x + offset));
         }
         let ids = Tensor::from_vec(ids, (b, l + n), captions.device())?; // (B, L+N)
-        let hidden = self.gpt.hidden(&ids, None, None, mode)?; // (B, L+N, C)
-        self.code_head(&hidden.narrow(1, l, n)?) // (B, N, K)
+        let hidden = self.hidden(&ids, None, mode)?; // (B, L+N, C)
+        Ok(hidden.narrow(1, l, n)?) // (B, N, C)
     }
 
     /// Hidden states (..., C) → logits over the codes (..., K).
     fn code_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let Some(f @ Factors { head: Some(_), .. }) = &self.factors {
+            return self.conditional_head(f, hidden);
+        }
+        if let Some(codes) = self.code_table()? {
+            let mut dims = hidden.dims().to_vec();
+            let c = self.config.n_embd;
+            let x = hidden.reshape((hidden.elem_count() / c, c))?; // (M, C)
+            let y = x.matmul(&codes.t()?)?; // (M, C)·(C, K) = (M, K)
+            if let Some(last) = dims.last_mut() {
+                *last = self.config.codebook_size;
+            }
+            return Ok(y.reshape(dims)?); // (..., K)
+        }
         let logits = self.gpt.logits(hidden)?; // (..., V)
         let last = logits.rank() - 1;
         Ok(logits.narrow(
@@ -216,6 +349,57 @@ impl Prior {
             self.config.code_offset() as usize,
             self.config.codebook_size,
         )?) // (..., K)
+    }
+
+    /// Log-probabilities (..., K) of the codes `log p(p | h) + log p(c | h, p)` with the
+    /// colour head: for each of the P patterns, the colour logits of `h + code_pattern[p]`.
+    fn conditional_head(&self, f: &Factors, hidden: &Tensor) -> Result<Tensor> {
+        let Some((w, b)) = &f.head else {
+            return Err(Error::shape("prior: no colour head"));
+        };
+        let c = self.config.n_embd;
+        let (p, cc) = (f.pattern.dims()[0], f.colour.dims()[0]);
+        let mut dims = hidden.dims().to_vec();
+        let m = hidden.elem_count() / c;
+        let h = hidden.reshape((m, c))?; // (M, C)
+        let patterns = candle_nn::ops::log_softmax(&h.matmul(&f.pattern.t()?)?, Dim::Minus1)?; // (M, P)
+        let x = h.unsqueeze(1)?.broadcast_add(&f.pattern.unsqueeze(0)?)?; // (M, P, C)
+        let u = x
+            .reshape((m * p, c))?
+            .matmul(&w.t()?)?
+            .broadcast_add(b)?
+            .gelu()?; // (M·P, C)
+        let colours = u.matmul(&f.colour.t()?)?.reshape((m, p, cc))?; // (M, P, Cc)
+        let colours = candle_nn::ops::log_softmax(&colours, Dim::Minus1)?;
+        let joint = colours.broadcast_add(&patterns.unsqueeze(2)?)?; // (M, P, Cc)
+        if let Some(last) = dims.last_mut() {
+            *last = self.config.codebook_size;
+        }
+        Ok(joint.reshape(dims)?) // (..., K)
+    }
+
+    /// The code cross-entropy with the colour head, for the true patterns only:
+    /// `CE(pattern) + CE(colour | true pattern)`, which is the cross-entropy of
+    /// [`Prior::conditional_head`]'s joint log-probabilities without scoring the colours of the
+    /// P − 1 other patterns.
+    fn conditional_loss(&self, f: &Factors, hidden: &Tensor, codes: &Tensor) -> Result<Tensor> {
+        let Some((w, b)) = &f.head else {
+            return Err(Error::shape("prior: no colour head"));
+        };
+        let c = self.config.n_embd;
+        let cc = f.colour.dims()[0] as u32;
+        let m = hidden.elem_count() / c;
+        let h = hidden.reshape((m, c))?; // (M, C)
+        let codes: Vec<u32> = codes.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
+        let dev = hidden.device();
+        let patterns = Tensor::from_vec(codes.iter().map(|&k| k / cc).collect(), m, dev)?; // (M)
+        let colours = Tensor::from_vec(codes.iter().map(|&k| k % cc).collect(), m, dev)?; // (M)
+        let pattern_logits = h.matmul(&f.pattern.t()?)?; // (M, P)
+        let x = (&h + f.pattern.index_select(&patterns, 0)?)?; // (M, C)
+        let u = x.matmul(&w.t()?)?.broadcast_add(b)?.gelu()?; // (M, C)
+        let colour_logits = u.matmul(&f.colour.t()?)?; // (M, Cc)
+        Ok((loss::cross_entropy(&pattern_logits, &patterns)?
+            + loss::cross_entropy(&colour_logits, &colours)?)?)
     }
 
     /// Draw N codes for each caption (word ids, each exactly L long), row r with `rngs[r]`,
@@ -237,13 +421,13 @@ impl Prior {
             let hidden = match last {
                 None => {
                     let ids = Tensor::from_vec(rows.clone(), (r, l + 1), &dev)?; // (R, L+1)
-                    let h = self.gpt.hidden(&ids, Some(&mut cache), None, &eval)?; // (R, L+1, C)
+                    let h = self.hidden(&ids, Some(&mut cache), &eval)?; // (R, L+1, C)
                     h.narrow(1, l, 1)? // (R, 1, C)
                 }
                 Some(codes) => {
                     let ids: Vec<u32> = (0..r).map(|i| codes[i % codes.len()] + offset).collect();
                     let ids = Tensor::from_vec(ids, (r, 1), &dev)?; // (R, 1)
-                    self.gpt.hidden(&ids, Some(&mut cache), None, &eval)? // (R, 1, C)
+                    self.hidden(&ids, Some(&mut cache), &eval)? // (R, 1, C)
                 }
             };
             Ok(self.code_head(&hidden)?.flatten_all()?.to_vec1::<f32>()?)
@@ -275,7 +459,7 @@ impl Prior {
                 len += 1;
             }
             let ids = Tensor::from_vec(rows.clone(), (r, len), &Device::Cpu)?; // (R, len)
-            let h = self.gpt.hidden(&ids, None, None, &Mode::eval())?; // (R, len, C)
+            let h = self.hidden(&ids, None, &Mode::eval())?; // (R, len, C)
             Ok(self
                 .code_head(&h.narrow(1, len - 1, 1)?)?
                 .flatten_all()?
@@ -401,6 +585,10 @@ impl TrainStep for Prior {
             }
             None => captions.clone(),
         };
+        if let Some(f @ Factors { head: Some(_), .. }) = &self.factors {
+            let hidden = self.code_hidden(&captions, codes, mode)?; // (B, N, C)
+            return self.conditional_loss(f, &hidden, codes);
+        }
         let logits = self.code_logits(&captions, codes, mode)?;
         loss::cross_entropy(&logits, codes)
     }

@@ -21,7 +21,21 @@
 //!   "conv to 4× the channels → [`pixel_shuffle`]" (sub-pixel convolution).
 //! * [`Decoder`]: `conv1` 3×3 D → hidden → ReLU → nearest ×2 → `conv2` 3×3 → ReLU → nearest ×2
 //!   → `conv3` 3×3 → ReLU → `out` 3×3 → RGB.
-//! * [`VqVae`]: the whole; [`TrainStep`] loss = `mse(x̂, x) + β·commitment`.
+//! * [`VqVae`]: the whole; [`TrainStep`] loss = `mse(x̂, x) + λ·edges + β·commitment`,
+//!   where `edges` is the MSE of the horizontal plus that of the vertical pixel differences
+//!   (λ = `edge_weight`, default 0).
+//! * Layered tokenizer (`colour_codes` = Cc > 0): a product quantizer (Jégou et al. 2011) of
+//!   two codebooks whose roles the decoder fixes. The encoder makes two vectors per patch; a
+//!   pattern codebook of P = K / Cc codes quantizes the first, a colour codebook of Cc the
+//!   second, and the joint code is `p·Cc + c` (K in all). The decoder paints like a layered
+//!   drawing: the pattern vectors alone, through the decoder above with one output channel
+//!   and a sigmoid, give each pixel's coverage a ∈ [0, 1]; each colour vector alone, through
+//!   1×1 convolutions, gives its patch a foreground and a background colour; the pixel is
+//!   `bg + a·(fg − bg)`. A pattern code cannot carry colour and a colour code cannot carry an
+//!   outline inside its patch, so the outline of a star and the colour red are separate codes,
+//!   and a red star, never seen in training, is one pattern code and one colour code that were
+//!   each learnt apart. A text-to-image prior can then score the pair as the sum of a pattern
+//!   score and a colour score ([`crate::text2image`]).
 //!
 //! Trained by `kiln train vqvae --dataset shapes --out runs/vq`.
 //!
@@ -63,6 +77,14 @@ pub struct VqVaeConfig {
     /// `config.json` without this key, written before it existed, means `nearest`).
     #[serde(default = "Upsample::legacy")]
     pub upsample: Upsample,
+    /// Colour codes Cc of a layered tokenizer; 0 (the default) is one plain codebook. With
+    /// Cc > 0 each code is a pair: a pattern code p of `codebook_size / Cc` and a colour code c
+    /// of Cc, joint code `p·Cc + c` (see the module docs). `codebook_size` must be a multiple.
+    pub colour_codes: usize,
+    /// Weight λ ≥ 0 of the edge term of the loss, the squared error of the horizontal and
+    /// vertical pixel differences (default 0: plain MSE). Outlines such as the points of a
+    /// star are few pixels, cheap under MSE alone; their differences are large.
+    pub edge_weight: f64,
 }
 
 /// The decoder's ×2 upsampling.
@@ -99,6 +121,8 @@ impl Default for VqVaeConfig {
             dead_code_threshold: 1.0,
             res_blocks: 0,
             upsample: Upsample::PixelShuffle,
+            colour_codes: 0,
+            edge_weight: 0.0,
         }
     }
 }
@@ -141,7 +165,33 @@ impl VqVaeConfig {
         if self.res_blocks > 16 {
             return Err(Error::param("res_blocks", self.res_blocks, "0 to 16"));
         }
+        if !(self.edge_weight >= 0.0 && self.edge_weight.is_finite()) {
+            return Err(Error::param(
+                "edge_weight",
+                self.edge_weight,
+                "a finite number ≥ 0",
+            ));
+        }
+        if self.colour_codes > 0
+            && (self.colour_codes < 2
+                || !self.codebook_size.is_multiple_of(self.colour_codes)
+                || self.codebook_size / self.colour_codes < 2)
+        {
+            return Err(Error::param(
+                "colour_codes",
+                self.colour_codes,
+                &format!(
+                    "0, or ≥ 2 dividing codebook_size = {} into ≥ 2 pattern codes",
+                    self.codebook_size
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The two codebook sizes (pattern, colour) of a layered tokenizer; `None` for a plain one.
+    pub fn layers(&self) -> Option<(usize, usize)> {
+        (self.colour_codes > 0).then(|| (self.codebook_size / self.colour_codes, self.colour_codes))
     }
 
     /// Side of the code grid, S/4.
@@ -180,7 +230,8 @@ fn res_stack(channels: usize, n: usize, vb: &VarBuilder, prefix: &str) -> Result
         .collect()
 }
 
-/// Images (B, C, S, S) → code vectors (B, D, S/4, S/4).
+/// Images (B, C, S, S) → code vectors (B, D, S/4, S/4); a layered tokenizer's encoder makes
+/// (B, 2D, S/4, S/4), the pattern vectors then the colour vectors.
 pub struct Encoder {
     conv1: Conv2d,
     conv2: Conv2d,
@@ -193,12 +244,13 @@ impl Encoder {
     /// Build from `vb` (`conv1`, `conv2`, `conv3`, `proj`).
     pub fn new(cfg: &VqVaeConfig, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden;
+        let vectors = if cfg.layers().is_some() { 2 } else { 1 };
         Ok(Self {
             conv1: layers::conv2d(cfg.in_channels, h.div_ceil(2), 4, 2, 1, vb.pp("conv1"))?,
             conv2: layers::conv2d(h.div_ceil(2), h, 4, 2, 1, vb.pp("conv2"))?,
             conv3: layers::conv2d(h, h, 3, 1, 1, vb.pp("conv3"))?,
             res: res_stack(h, cfg.res_blocks, &vb, "res")?,
-            proj: layers::conv2d(h, cfg.embed_dim, 1, 1, 0, vb.pp("proj"))?,
+            proj: layers::conv2d(h, vectors * cfg.embed_dim, 1, 1, 0, vb.pp("proj"))?,
         })
     }
 
@@ -214,7 +266,8 @@ impl Encoder {
     }
 }
 
-/// Code vectors (B, D, G, G) → images (B, C, 4G, 4G).
+/// Code vectors (B, D, G, G) → images (B, C, 4G, 4G) (a layered tokenizer's: pattern
+/// vectors → coverage logits (B, 1, 4G, 4G)).
 pub struct Decoder {
     conv1: Conv2d,
     res: Vec<ResBlock>,
@@ -225,8 +278,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Build from `vb` (`conv1`, `conv2`, `conv3`, `out`).
-    pub fn new(cfg: &VqVaeConfig, vb: VarBuilder) -> Result<Self> {
+    /// Build from `vb` (`conv1`, `conv2`, `conv3`, `out`): `out_channels` is C, or 1 for the
+    /// coverage of a layered tokenizer.
+    pub fn new(cfg: &VqVaeConfig, out_channels: usize, vb: VarBuilder) -> Result<Self> {
         let (h, h2) = (cfg.hidden, cfg.hidden.div_ceil(2));
         // pixel shuffle: each convolution makes the 4 sub-pixels' channels at once
         let up = match cfg.upsample {
@@ -238,7 +292,7 @@ impl Decoder {
             res: res_stack(h, cfg.res_blocks, &vb, "res")?,
             conv2: layers::conv2d(h, up * h2, 3, 1, 1, vb.pp("conv2"))?,
             conv3: layers::conv2d(h2, up * h2, 3, 1, 1, vb.pp("conv3"))?,
-            out: layers::conv2d(h2, cfg.in_channels, 3, 1, 1, vb.pp("out"))?,
+            out: layers::conv2d(h2, out_channels, 3, 1, 1, vb.pp("out"))?,
             upsample: cfg.upsample,
         })
     }
@@ -305,9 +359,9 @@ pub struct Quantizer {
 
 impl Quantizer {
     /// Build from `vb`: `embed` (K, D) uniform on ±1/K, `cluster_size` (K) ones, `embed_avg`
-    /// (K, D) equal to `embed`.
-    pub fn new(cfg: &VqVaeConfig, vb: VarBuilder) -> Result<Self> {
-        let (k, d) = (cfg.codebook_size, cfg.embed_dim);
+    /// (K, D) equal to `embed`; K = `size`, D and the EMA settings from `cfg`.
+    pub fn new(cfg: &VqVaeConfig, size: usize, vb: VarBuilder) -> Result<Self> {
+        let (k, d) = (size, cfg.embed_dim);
         let bound = 1.0 / k as f64;
         let embed = vb.get_with_hints((k, d), "embed", kiln_nn::init::uniform(bound))?;
         let cluster_size = vb.get_with_hints(k, "cluster_size", Init::Const(1.0))?;
@@ -511,22 +565,59 @@ pub struct VqOutput {
     pub commitment: Tensor,
 }
 
+/// The colour half of a layered tokenizer: its codebook and the head that turns a colour
+/// vector into its patch's foreground and background colours.
+struct ColourLayer {
+    quantizer: Quantizer,
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl ColourLayer {
+    /// Colour vectors (B, D, G, G) → foreground and background (B, 2C, G, G), each patch on
+    /// its own (1×1 convolutions).
+    fn colours(&self, zc: &Tensor) -> Result<Tensor> {
+        let h = layers::apply(&self.conv1, zc)?.relu()?; // (B, H, G, G)
+        layers::apply(&self.conv2, &h) // (B, 2C, G, G)
+    }
+}
+
 /// The VQ-VAE.
 pub struct VqVae {
     config: VqVaeConfig,
     encoder: Encoder,
     quantizer: Quantizer,
+    colour: Option<ColourLayer>,
     decoder: Decoder,
 }
 
 impl VqVae {
-    /// Build from `vb` (`encoder.*`, `quantizer.*`, `decoder.*`).
+    /// Build from `vb` (`encoder.*`, `quantizer.*`, `decoder.*`; a layered tokenizer also
+    /// `colour_quantizer.*` and `colour.conv1`, `colour.conv2`).
     pub fn new(config: VqVaeConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
+        let (quantizer, colour, out) = match config.layers() {
+            None => (
+                Quantizer::new(&config, config.codebook_size, vb.pp("quantizer"))?,
+                None,
+                config.in_channels,
+            ),
+            Some((patterns, colours)) => {
+                let (d, h, c) = (config.embed_dim, config.hidden, config.in_channels);
+                let layer = ColourLayer {
+                    quantizer: Quantizer::new(&config, colours, vb.pp("colour_quantizer"))?,
+                    conv1: layers::conv2d(d, h, 1, 1, 0, vb.pp("colour.conv1"))?,
+                    conv2: layers::conv2d(h, 2 * c, 1, 1, 0, vb.pp("colour.conv2"))?,
+                };
+                let q = Quantizer::new(&config, patterns, vb.pp("quantizer"))?;
+                (q, Some(layer), 1)
+            }
+        };
         Ok(Self {
             encoder: Encoder::new(&config, vb.pp("encoder"))?,
-            quantizer: Quantizer::new(&config, vb.pp("quantizer"))?,
-            decoder: Decoder::new(&config, vb.pp("decoder"))?,
+            quantizer,
+            colour,
+            decoder: Decoder::new(&config, out, vb.pp("decoder"))?,
             config,
         })
     }
@@ -536,9 +627,14 @@ impl VqVae {
         &self.config
     }
 
-    /// The quantizer.
+    /// The quantizer (a layered tokenizer's pattern codebook).
     pub fn quantizer(&self) -> &Quantizer {
         &self.quantizer
+    }
+
+    /// A layered tokenizer's colour codebook.
+    pub fn colour_quantizer(&self) -> Option<&Quantizer> {
+        self.colour.as_ref().map(|c| &c.quantizer)
     }
 
     fn check(&self, xs: &Tensor) -> Result<Tensor> {
@@ -552,26 +648,76 @@ impl VqVae {
         Ok(xs.to_dtype(DType::F32)?)
     }
 
+    /// The picture (B, C, S, S) of quantized vectors (B, D, G, G), and for a layered tokenizer
+    /// colour vectors (B, D, G, G): coverage `a = sigmoid(decoder(pattern))` blends each
+    /// patch's two colours, `bg + a·(fg − bg)`.
+    fn paint(&self, z: &Tensor, zc: Option<&Tensor>) -> Result<Tensor> {
+        let (Some(layer), Some(zc)) = (&self.colour, zc) else {
+            return self.decoder.forward(z); // (B, C, S, S)
+        };
+        let (c, s) = (self.config.in_channels, self.config.image_size);
+        let a = candle_nn::ops::sigmoid(&self.decoder.forward(z)?)?; // (B, 1, S, S)
+        let colours = layer.colours(zc)?.upsample_nearest2d(s, s)?; // (B, 2C, S, S)
+        let (fg, bg) = (colours.narrow(1, 0, c)?, colours.narrow(1, c, c)?); // (B, C, S, S)
+        Ok(bg.add(&(fg - &bg)?.broadcast_mul(&a)?)?) // (B, C, S, S)
+    }
+
+    /// The pattern and colour halves of encoder outputs (B, 2D, G, G) (all of them, and `None`,
+    /// for a plain tokenizer).
+    fn halves(&self, z_e: Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        if self.colour.is_none() {
+            return Ok((z_e, None));
+        }
+        let d = self.config.embed_dim;
+        Ok((z_e.narrow(1, 0, d)?, Some(z_e.narrow(1, d, d)?)))
+    }
+
     /// Encode, quantize (updating the codebook in training) and decode.
     pub fn forward(&self, xs: &Tensor, mode: &Mode) -> Result<VqOutput> {
         let xs = self.check(xs)?;
-        let z_e = self.encoder.forward(&xs)?; // (B, D, G, G)
-        let q = self.quantizer.forward(&z_e, mode)?;
-        let recon = self.decoder.forward(&q.z_q)?; // (B, C, S, S)
+        let (zp, zc) = self.halves(self.encoder.forward(&xs)?)?; // (B, D, G, G) each
+        let q = self.quantizer.forward(&zp, mode)?;
+        let Some((layer, zc)) = self.colour.as_ref().zip(zc) else {
+            let recon = self.paint(&q.z_q, None)?; // (B, C, S, S)
+            return Ok(VqOutput {
+                recon,
+                codes: q.codes,
+                commitment: q.commitment,
+            });
+        };
+        let qc = layer.quantizer.forward(&zc, mode)?;
+        let recon = self.paint(&q.z_q, Some(&qc.z_q))?; // (B, C, S, S)
+        let cc = layer.quantizer.size() as u32;
+        let colours = qc.codes.flatten_all()?.to_vec1::<u32>()?;
+        let mut codes = q.codes.flatten_all()?.to_vec1::<u32>()?;
+        for (p, c) in codes.iter_mut().zip(colours) {
+            *p = *p * cc + c; // joint code
+        }
         Ok(VqOutput {
             recon,
-            codes: q.codes,
-            commitment: q.commitment,
+            codes: Tensor::from_vec(codes, q.codes.dims(), xs.device())?,
+            commitment: (q.commitment + qc.commitment)?,
         })
     }
 
     /// Codes (B, G, G), u32, of images (B, C, S, S) in [0, 1].
     pub fn encode(&self, xs: &Tensor) -> Result<Tensor> {
         let xs = self.check(xs)?;
-        let z_e = self.encoder.forward(&xs)?; // (B, D, G, G)
-        let (b, d, g, _) = z_e.dims4()?;
-        let flat = z_e.permute((0, 2, 3, 1))?.reshape((b * g * g, d))?; // (N, D)
-        Ok(self.quantizer.nearest(&flat)?.reshape((b, g, g))?)
+        let (zp, zc) = self.halves(self.encoder.forward(&xs)?)?; // (B, D, G, G) each
+        let nearest = |q: &Quantizer, z: &Tensor| -> Result<Vec<u32>> {
+            let (b, d, g, _) = z.dims4()?;
+            let flat = z.permute((0, 2, 3, 1))?.reshape((b * g * g, d))?; // (N, D)
+            Ok(q.nearest(&flat)?.to_vec1::<u32>()?)
+        };
+        let (b, _, g, _) = zp.dims4()?;
+        let mut codes = nearest(&self.quantizer, &zp)?;
+        if let Some((layer, zc)) = self.colour.as_ref().zip(zc) {
+            let cc = layer.quantizer.size() as u32;
+            for (p, c) in codes.iter_mut().zip(nearest(&layer.quantizer, &zc)?) {
+                *p = *p * cc + c; // joint code
+            }
+        }
+        Ok(Tensor::from_vec(codes, (b, g, g), xs.device())?)
     }
 
     /// Images (B, C, S, S) for codes (B, G, G) (or (B, G·G)), clamped to [0, 1].
@@ -584,10 +730,32 @@ impl VqVae {
                 codes.dims()
             )));
         }
-        let codes = codes.reshape((b, g, g))?;
-        let e = self.quantizer.lookup(&codes)?; // (B, G, G, D)
-        let z = e.permute((0, 3, 1, 2))?.contiguous()?; // (B, D, G, G)
-        Ok(self.decoder.forward(&z)?.clamp(0f32, 1f32)?)
+        let k = self.config.codebook_size;
+        let flat = codes
+            .flatten_all()?
+            .to_dtype(DType::U32)?
+            .to_vec1::<u32>()?;
+        if let Some(&bad) = flat.iter().find(|&&c| c as usize >= k) {
+            return Err(Error::shape(format!(
+                "code {bad} out of range for a codebook of {k}"
+            )));
+        }
+        let grid = |q: &Quantizer, ids: Vec<u32>| -> Result<Tensor> {
+            let ids = Tensor::from_vec(ids, (b, g, g), codes.device())?;
+            let e = q.lookup(&ids)?; // (B, G, G, D)
+            Ok(e.permute((0, 3, 1, 2))?.contiguous()?) // (B, D, G, G)
+        };
+        let picture = match &self.colour {
+            None => self.paint(&grid(&self.quantizer, flat)?, None)?,
+            Some(layer) => {
+                let cc = layer.quantizer.size() as u32;
+                let patterns = flat.iter().map(|&c| c / cc).collect();
+                let colours = flat.iter().map(|&c| c % cc).collect();
+                let zc = grid(&layer.quantizer, colours)?;
+                self.paint(&grid(&self.quantizer, patterns)?, Some(&zc))?
+            }
+        };
+        Ok(picture.clamp(0f32, 1f32)?)
     }
 }
 
@@ -598,7 +766,25 @@ impl TrainStep for VqVae {
 
     fn loss(&self, (x, _): &Self::Batch, mode: &Mode) -> Result<Tensor> {
         let out = self.forward(x, mode)?;
-        let rec = loss::mse(&out.recon, &x.to_dtype(DType::F32)?)?;
+        let x = x.to_dtype(DType::F32)?;
+        let mut rec = loss::mse(&out.recon, &x)?;
+        if self.config.edge_weight > 0.0 {
+            let s = self.config.image_size;
+            let mut edges = None;
+            for axis in [2, 3] {
+                let diff = |t: &Tensor| -> Result<Tensor> {
+                    Ok((t.narrow(axis, 1, s - 1)? - t.narrow(axis, 0, s - 1)?)?)
+                };
+                let e = loss::mse(&diff(&out.recon)?, &diff(&x)?)?;
+                edges = Some(match edges {
+                    None => e,
+                    Some(prev) => (prev + e)?,
+                });
+            }
+            if let Some(e) = edges {
+                rec = (rec + (e * self.config.edge_weight)?)?;
+            }
+        }
         Ok((rec + (out.commitment * self.config.beta)?)?)
     }
 
@@ -635,7 +821,7 @@ pub fn reconstruction_stats(
     batch_size: usize,
 ) -> Result<ReconstructionStats> {
     let n = images.dim(0)?;
-    let k = model.quantizer.size();
+    let k = model.config.codebook_size;
     let mut counts = vec![0usize; k];
     let mut sq = 0f64;
     let mut values = 0usize;

@@ -29,6 +29,8 @@ fn tiny_config() -> PriorConfig {
         n_embd: 32,
         dropout: 0.0,
         cond_drop: 0.1,
+        colour_codes: 0,
+        colour_given_pattern: false,
     }
 }
 
@@ -65,13 +67,18 @@ fn caption_ids(captions: &[String]) -> Vec<Vec<u32>> {
 /// The prior trained (once per test binary) until it knows the handful by heart.
 fn overfit() -> &'static (Prior, Tensors) {
     static TRAINED: OnceLock<(Prior, Tensors)> = OnceLock::new();
-    TRAINED.get_or_init(|| {
+    TRAINED.get_or_init(|| train_on_handful(tiny_config()))
+}
+
+/// A prior of `cfg` trained until it knows the handful by heart.
+fn train_on_handful(cfg: PriorConfig) -> (Prior, Tensors) {
+    {
         let (captions, codes) = handful();
         let ids = caption_ids(&captions);
         let x = Tensor::from_vec(ids.concat(), (PICTURES, 17), &Device::Cpu).unwrap();
         let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
         let vars = SeededVarMap::new(5);
-        let prior = Prior::new(tiny_config(), vars.var_builder()).unwrap();
+        let prior = Prior::new(cfg, vars.var_builder()).unwrap();
         let mut opt = Optimizer::new(
             OptimizerConfig::Adam(AdamConfig {
                 lr: 1e-2,
@@ -94,7 +101,76 @@ fn overfit() -> &'static (Prior, Tensors) {
         );
         let tensors = var_tensors(vars.var_map()).unwrap();
         (prior, tensors)
-    })
+    }
+}
+
+#[test]
+fn factorized_codes_score_a_pattern_plus_a_colour_and_still_learn() {
+    // K = 16 codes: 4 patterns × 4 colours
+    let cfg = PriorConfig {
+        colour_codes: 4,
+        ..tiny_config()
+    };
+    let vars = SeededVarMap::new(2);
+    let fresh = Prior::new(cfg.clone(), vars.var_builder()).unwrap();
+    let names: Vec<(String, Vec<usize>)> = {
+        let data = vars.var_map().data().lock().unwrap();
+        let mut v: Vec<_> = data
+            .iter()
+            .filter(|(k, _)| k.starts_with("code_") || k.starts_with("wte"))
+            .map(|(k, t)| (k.clone(), t.as_tensor().dims().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    let words = Vocabulary::shapes().len();
+    assert_eq!(
+        names,
+        [
+            ("code_colour.weight".to_string(), vec![4, 32]),
+            ("code_pattern.weight".to_string(), vec![4, 32]),
+            ("wte.weight".to_string(), vec![words + 1, 32]),
+        ]
+    );
+    let (captions, codes) = handful();
+    let x = Tensor::from_vec(
+        caption_ids(&captions).concat(),
+        (PICTURES, 17),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
+    let logits = fresh.code_logits(&x, &y, &Mode::eval()).unwrap(); // (4, 64, 16)
+    assert_eq!(logits.dims(), &[4, 64, 16]);
+    // logit(p, c) = a_p + b_c: every 2×2 interaction vanishes
+    let rows: Vec<Vec<f32>> = logits.reshape((4 * 64, 16)).unwrap().to_vec2().unwrap();
+    let mut widest = 0f32;
+    for row in &rows {
+        let l = |p: usize, c: usize| row[p * 4 + c];
+        for (p, q, c, d) in [(0, 1, 0, 1), (2, 3, 1, 3), (0, 3, 2, 0)] {
+            let interaction = l(p, c) - l(p, d) - l(q, c) + l(q, d);
+            assert!(interaction.abs() < 1e-5, "{interaction}");
+        }
+        widest = widest.max(row.iter().fold(0f32, |m, &v| m.max(v.abs())));
+    }
+    assert!(widest > 1e-3, "logits all zero");
+    // it still learns the handful, and the KV cache changes nothing
+    let (prior, _) = train_on_handful(cfg);
+    let ids = caption_ids(&captions);
+    let got = prior
+        .sample(&ids, &greedy(1.0), &mut rngs(PICTURES, 0))
+        .unwrap();
+    assert_eq!(got, codes);
+    let s = CodeSampling {
+        guidance: 2.0,
+        temperature: 1.5,
+        top_k: 0,
+    };
+    let cached = prior.sample(&ids, &s, &mut rngs(PICTURES, 1)).unwrap();
+    let full = prior
+        .sample_uncached(&ids, &s, &mut rngs(PICTURES, 1))
+        .unwrap();
+    assert_eq!(cached, full);
 }
 
 fn rngs(n: usize, seed: u64) -> Vec<kiln_core::Rng> {
@@ -270,6 +346,112 @@ fn the_model_draws_pictures_reproducibly() {
 }
 
 #[test]
+fn a_colour_head_draws_each_colour_given_its_pattern() {
+    // K = 16 codes: 4 patterns × 4 colours
+    let cfg = PriorConfig {
+        colour_codes: 4,
+        colour_given_pattern: true,
+        ..tiny_config()
+    };
+    let fresh = Prior::new(cfg.clone(), SeededVarMap::new(2).var_builder()).unwrap();
+    let (captions, codes) = handful();
+    let x = Tensor::from_vec(
+        caption_ids(&captions).concat(),
+        (PICTURES, 17),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
+    let logits = fresh.code_logits(&x, &y, &Mode::eval()).unwrap(); // (4, 64, 16)
+    let rows: Vec<Vec<f32>> = logits.reshape((4 * 64, 16)).unwrap().to_vec2().unwrap();
+    let mut widest = 0f32;
+    for row in &rows {
+        // log-probabilities of the 16 codes: they sum to one
+        let total: f32 = row.iter().map(|v| v.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{total}");
+        // each pattern's colours sum to that pattern's probability, and the colour
+        // distribution depends on the pattern (the sum head's interactions are all zero)
+        let l = |p: usize, c: usize| row[p * 4 + c];
+        widest = widest.max((l(0, 0) - l(0, 1) - l(1, 0) + l(1, 1)).abs());
+    }
+    assert!(widest > 1e-4, "colours independent of patterns: {widest}");
+    // the training loss (true patterns only) is the cross-entropy of these log-probabilities
+    let want = kiln_nn::loss::cross_entropy(&logits, &y)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let got = fresh
+        .loss(&(x.clone(), y.clone()), &Mode::eval())
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+    // it learns the handful, and the KV cache changes nothing
+    let (prior, _) = train_on_handful(cfg);
+    let ids = caption_ids(&captions);
+    let got = prior
+        .sample(&ids, &greedy(1.0), &mut rngs(PICTURES, 0))
+        .unwrap();
+    assert_eq!(got, codes);
+    let s = CodeSampling {
+        guidance: 2.0,
+        temperature: 1.5,
+        top_k: 3,
+    };
+    let cached = prior.sample(&ids, &s, &mut rngs(PICTURES, 1)).unwrap();
+    let full = prior
+        .sample_uncached(&ids, &s, &mut rngs(PICTURES, 1))
+        .unwrap();
+    assert_eq!(cached, full);
+}
+
+#[test]
+fn a_layered_tokenizer_and_a_factorized_prior_make_a_model() {
+    let vq_cfg = VqVaeConfig {
+        hidden: 8,
+        embed_dim: 4,
+        codebook_size: 16,
+        colour_codes: 4,
+        ..Default::default()
+    };
+    let prior_cfg = PriorConfig {
+        colour_codes: 4,
+        ..tiny_config()
+    };
+    let vars = SeededVarMap::new(3);
+    Prior::new(prior_cfg.clone(), vars.var_builder()).unwrap();
+    let tensors = var_tensors(vars.var_map()).unwrap();
+    let model = |vq: &VqVaeConfig| {
+        ImageModel::new(
+            "shapes",
+            Vocabulary::shapes(),
+            ImageSampling::default(),
+            vqvae_parts(vq),
+            (prior_cfg.clone(), tensors.clone()),
+        )
+    };
+    let m = model(&vq_cfg).unwrap();
+    let s = ImageSampling {
+        n: 2,
+        seed: 1,
+        ..Default::default()
+    };
+    let a = m.generate("a red circle", &s).unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, m.generate("a red circle", &s).unwrap(), "same seed");
+    // a factorized prior needs a tokenizer with the same colour codes
+    let plain = VqVaeConfig {
+        colour_codes: 0,
+        ..vq_cfg
+    };
+    let e = model(&plain).err().unwrap().to_string();
+    assert!(
+        e.contains("factors codes into 4 colours, the VQ-VAE has 0 colour codes"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_prior_without_weights_is_a_clear_error() {
     let vq = VqVaeConfig {
         hidden: 8,
@@ -363,6 +545,15 @@ fn unknown_words_and_bad_settings_are_clear_errors() {
         ..tiny_config()
     };
     assert!(bad.validate().unwrap_err().to_string().contains("n_head"));
+    let bad = PriorConfig {
+        colour_codes: 3,
+        ..tiny_config()
+    };
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("colour_codes") && e.contains("codebook_size = 16"),
+        "{e}"
+    );
 }
 
 /// Scores a picture by its brightness.

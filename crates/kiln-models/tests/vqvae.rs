@@ -31,6 +31,14 @@ fn tiny() -> VqVaeConfig {
     }
 }
 
+/// A layered tokenizer: 8 pattern codes × 4 colour codes.
+fn layered() -> VqVaeConfig {
+    VqVaeConfig {
+        colour_codes: 4,
+        ..tiny()
+    }
+}
+
 fn shapes_tensor(n: usize, seed: u64) -> Tensor {
     let s = generate(
         &ShapesParams {
@@ -184,6 +192,7 @@ fn decoder_and_encoder_gradients_match_finite_differences() {
             res_blocks: 1,
             ..tiny()
         },
+        layered(),
     ] {
         gradients_match_finite_differences(cfg);
     }
@@ -197,7 +206,8 @@ fn gradients_match_finite_differences(cfg: VqVaeConfig) {
     // weights: the codes do not change under a small nudge, so this is differentiable)
     let f = |m: &VqVae| -> (Tensor, Tensor) {
         let out = m.forward(&x, &Mode::eval()).unwrap();
-        let rec = (out.recon - &x).unwrap().sqr().unwrap().sum_all().unwrap();
+        let rec = (out.recon - &x).unwrap().sqr().unwrap();
+        let rec = rec.to_dtype(DType::F64).unwrap().sum_all().unwrap();
         (rec, (out.commitment * 1000.0).unwrap())
     };
     let value = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
@@ -214,12 +224,17 @@ fn gradients_match_finite_differences(cfg: VqVaeConfig) {
             .as_tensor()
             .clone()
     };
-    for (name, grads, which) in [
+    let mut names = vec![
         ("decoder.out.weight", &g_rec, 0),
         ("decoder.conv1.weight", &g_rec, 0),
         ("encoder.conv1.weight", &g_com, 1),
         ("encoder.proj.bias", &g_com, 1),
-    ] {
+    ];
+    if m.config().layers().is_some() {
+        names.push(("colour.conv1.weight", &g_rec, 0));
+        names.push(("colour.conv2.bias", &g_rec, 0));
+    }
+    for (name, grads, which) in names {
         let g: Vec<f32> = grads
             .get(&weight(name))
             .unwrap()
@@ -227,7 +242,7 @@ fn gradients_match_finite_differences(cfg: VqVaeConfig) {
             .unwrap()
             .to_vec1()
             .unwrap();
-        for i in [0, 3, 7] {
+        for i in [0, 3, 7].into_iter().filter(|&i| i < g.len()) {
             let h = 1e-2f32;
             nudge(&vars, name, i, h);
             let up = f(&m);
@@ -255,7 +270,7 @@ fn ema_moves_codes_to_their_vectors_and_restarts_dead_ones() {
         ..tiny()
     };
     let vars = SeededVarMap::new(0);
-    let q = Quantizer::new(&cfg, vars.var_builder()).unwrap();
+    let q = Quantizer::new(&cfg, 4, vars.var_builder()).unwrap();
     // eight vectors all near (5, 5): in training one code follows them, the other three are
     // dead (usage 0.5 < 1) and restart on vectors of the batch
     let z: Vec<f32> = (0..8).flat_map(|i| [5.0 + i as f32 * 0.01, 5.0]).collect();
@@ -312,8 +327,12 @@ fn train_cfg(steps: usize) -> TrainConfig {
 }
 
 fn train_tiny(seed: u64, steps: usize) -> (SeededVarMap, VqVae, Tensor) {
+    train_config(tiny(), seed, steps)
+}
+
+fn train_config(cfg: VqVaeConfig, seed: u64, steps: usize) -> (SeededVarMap, VqVae, Tensor) {
     let vars = SeededVarMap::new(seed);
-    let m = VqVae::new(tiny(), vars.var_builder()).unwrap();
+    let m = VqVae::new(cfg, vars.var_builder()).unwrap();
     let x = shapes_tensor(64, 3);
     let y = Tensor::zeros(64, DType::U32, &Device::Cpu).unwrap();
     let data = TensorData::new(x.clone(), y).unwrap();
@@ -366,6 +385,71 @@ fn a_tiny_model_learns_uses_its_codebook_and_is_reproducible() {
         m.quantizer().codebook().to_vec2::<f32>().unwrap(),
         m2.quantizer().codebook().to_vec2::<f32>().unwrap()
     );
+}
+
+#[test]
+fn a_layered_tokenizer_pairs_its_codes_and_keeps_each_colour_in_its_patch() {
+    let cfg = layered();
+    assert_eq!(cfg.layers(), Some((8, 4)));
+    let vars = SeededVarMap::new(5);
+    let m = VqVae::new(cfg, vars.var_builder()).unwrap();
+    let x = shapes_tensor(4, 2);
+    let codes = m.encode(&x).unwrap(); // (4, 8, 8)
+    let out = m.forward(&x, &Mode::eval()).unwrap();
+    let ids = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+    assert_eq!(ids(&codes), ids(&out.codes));
+    assert!(ids(&codes).iter().all(|&c| c < 32));
+    // decoding the codes paints what the forward pass painted
+    let pic = m.decode(&codes).unwrap();
+    let diff = (pic - out.recon.clamp(0f32, 1f32).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+    // another colour code in patch (3, 4) changes that patch's 4×4 pixels and nothing else;
+    // its pattern code is kept
+    let mut grid = ids(&codes.get(0).unwrap());
+    let j = 3 * 8 + 4;
+    grid[j] = grid[j] / 4 * 4 + (grid[j] % 4 + 1) % 4;
+    let other = Tensor::from_vec(grid, (1, 8, 8), &Device::Cpu).unwrap();
+    let a = m.decode(&codes.narrow(0, 0, 1).unwrap()).unwrap();
+    let b = m.decode(&other).unwrap();
+    let d: Vec<f32> = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap(); // (32·32), channels summed
+    let mut inside = 0f32;
+    for (i, v) in d.iter().enumerate() {
+        let (row, col) = (i / 32, i % 32);
+        if (12..16).contains(&row) && (16..20).contains(&col) {
+            inside += v;
+        } else {
+            assert_eq!(*v, 0.0, "pixel ({row}, {col}) changed");
+        }
+    }
+    assert!(inside > 0.0);
+    // a layered tokenizer learns as a plain one does
+    let y = Tensor::zeros(64, DType::U32, &Device::Cpu).unwrap();
+    let fresh_vars = SeededVarMap::new(4);
+    let fresh = VqVae::new(layered(), fresh_vars.var_builder()).unwrap();
+    let x = shapes_tensor(64, 3);
+    let before = fresh.evaluate(&(x.clone(), y.clone())).unwrap().loss();
+    let (_, m, _) = train_config(layered(), 4, 60);
+    let after = m.evaluate(&(x.clone(), y)).unwrap().loss();
+    assert!(after < 0.5 * before, "loss {before} -> {after}");
+    let stats = reconstruction_stats(&m, &x, 32).unwrap();
+    assert_eq!(stats.codebook_size, 32);
+    assert!(stats.codes_used >= 8, "{stats:?}");
 }
 
 #[test]
@@ -475,6 +559,20 @@ fn bad_input_is_a_clear_error() {
                 ..tiny()
             },
             "res_blocks",
+        ),
+        (
+            VqVaeConfig {
+                colour_codes: 5,
+                ..tiny()
+            },
+            "colour_codes",
+        ),
+        (
+            VqVaeConfig {
+                colour_codes: 32,
+                ..tiny()
+            },
+            "colour_codes",
         ),
     ] {
         let e = VqVae::new(cfg, SeededVarMap::new(0).var_builder())

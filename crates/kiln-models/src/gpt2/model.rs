@@ -516,6 +516,14 @@ impl Gpt2 {
         self.logits(&hidden)
     }
 
+    /// The token embedding (V, C) while it is f32 (`None` once packed).
+    pub fn wte(&self) -> Option<&Tensor> {
+        match &self.wte {
+            Matrix::F32(w) => Some(w),
+            Matrix::Packed(_) => None,
+        }
+    }
+
     /// Output projection of final hidden states: (..., C) → (..., V).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let c = self.config.n_embd;
@@ -540,7 +548,7 @@ impl Gpt2 {
     pub fn hidden(
         &self,
         input_ids: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         attention_mask: Option<&Tensor>,
         mode: &Mode,
     ) -> Result<Tensor> {
@@ -608,7 +616,6 @@ impl Gpt2 {
                 cfg.n_positions
             )));
         }
-        let pos = Tensor::from_vec(pos, b * t, ids.device())?;
         let tok = match &self.wte {
             Matrix::F32(w) => w.embedding(&ids.flatten_all()?)?, // (B·T, C)
             Matrix::Packed(p) => {
@@ -620,10 +627,60 @@ impl Gpt2 {
                 Tensor::from_vec(rows, (b * t, c), ids.device())? // (B·T, C)
             }
         };
+        self.blocks(tok, pos, (b, t, past), mask_rows.as_deref(), cache, mode)
+    }
+
+    /// Final hidden states (B, T, C), after `ln_f`, for token embeddings `tok` (B, T, C) made
+    /// by the caller (a model whose tokens are not rows of `wte`, such as the factorized image
+    /// codes of [`crate::text2image::Prior`]); positions continue `cache` as in
+    /// [`Gpt2::hidden`], with no padding mask.
+    pub fn hidden_embedded(
+        &self,
+        tok: &Tensor,
+        cache: Option<&mut KvCache>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
+        let c = self.config.n_embd;
+        let (b, t) = match tok.dims() {
+            &[b, t, cc] if t > 0 && b > 0 && cc == c => (b, t),
+            d => {
+                return Err(Error::shape(format!(
+                    "GPT-2: expected token embeddings (batch, time, {c}), got shape {d:?}"
+                )))
+            }
+        };
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + t > self.config.n_positions {
+            return Err(Error::shape(format!(
+                "GPT-2: sequence of {} tokens exceeds n_positions = {}",
+                past + t,
+                self.config.n_positions
+            )));
+        }
+        let pos = (0..b)
+            .flat_map(|_| (past..past + t).map(|p| p as u32))
+            .collect();
+        let tok = tok.reshape((b * t, c))?;
+        self.blocks(tok, pos, (b, t, past), None, cache, mode)
+    }
+
+    /// Add position embeddings `pos` (B·T) to token embeddings `tok` (B·T, C) and run the
+    /// blocks and `ln_f`: (B, T, C).
+    fn blocks(
+        &self,
+        tok: Tensor,
+        pos: Vec<u32>,
+        (b, t, past): (usize, usize, usize),
+        mask_rows: Option<&[Vec<f32>]>,
+        mut cache: Option<&mut KvCache>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
+        let dev = tok.device().clone();
+        let pos = Tensor::from_vec(pos, b * t, &dev)?;
         let pe = self.wpe.embedding(&pos)?; // (B·T, C)
-        let xs = (tok + pe)?.reshape((b, t, cfg.n_embd))?; // (B, T, C)
+        let xs = (tok + pe)?.reshape((b, t, self.config.n_embd))?; // (B, T, C)
         let mut xs = self.embd_drop.forward(&xs, mode)?;
-        let mask = attention_bias(b, t, past, mask_rows.as_deref(), ids.device())?;
+        let mask = attention_bias(b, t, past, mask_rows, &dev)?;
         for (i, block) in self.h.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
             xs = block.forward(&xs, mask.as_ref(), c, mode)?;

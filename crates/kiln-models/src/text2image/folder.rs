@@ -285,6 +285,13 @@ impl ImageModel {
                 ),
             ),
             (
+                p_cfg.colour_codes == 0 || p_cfg.colour_codes == vq_cfg.colour_codes,
+                format!(
+                    "the prior factors codes into {} colours, the VQ-VAE has {} colour codes",
+                    p_cfg.colour_codes, vq_cfg.colour_codes
+                ),
+            ),
+            (
                 vq_cfg.grid() == p_cfg.grid,
                 format!(
                     "the prior draws a {0}×{0} code grid, the VQ-VAE decodes {1}×{1}",

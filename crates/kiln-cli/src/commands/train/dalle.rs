@@ -63,6 +63,10 @@ pub(super) struct DalleArgs {
         allow_negative_numbers = true
     )]
     cond_drop: f64,
+    /// Over a layered tokenizer, draw each code's colour given its pattern (a small head on
+    /// the hidden state and the pattern) instead of independently of it
+    #[arg(long)]
+    colour_given_pattern: bool,
     /// Final learning rate of --schedule cosine and warmup-cosine.
     #[arg(
         long,
@@ -191,6 +195,8 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         n_embd: a.n_embd,
         dropout: a.dropout,
         cond_drop: a.cond_drop,
+        colour_codes: vq.config().colour_codes,
+        colour_given_pattern: a.colour_given_pattern,
     };
     prior_config.validate().context("invalid prior settings")?;
     let dataset = format!("{:?}", a.dataset).to_lowercase();

@@ -67,6 +67,15 @@ pub(super) struct VqVaeArgs {
         default_value = "pixel-shuffle"
     )]
     upsample: UpsampleArg,
+    /// Colour codes of a layered tokenizer: each code is a pattern code (codebook size /
+    /// this) and a colour code, painted as a coverage mask over two colours (0: one plain
+    /// codebook)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    colour_codes: usize,
+    /// Weight of the edge term of the loss: the squared error of neighbouring pixels'
+    /// differences, which keeps thin outlines (0: plain MSE)
+    #[arg(long, value_name = "X", default_value_t = 0.0)]
+    edge_weight: f64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -129,6 +138,8 @@ pub(super) fn train_vqvae(a: VqVaeArgs) -> Result<()> {
         decay: a.decay,
         dead_code_threshold: a.dead_code_threshold,
         res_blocks: a.res_blocks,
+        colour_codes: a.colour_codes,
+        edge_weight: a.edge_weight,
         upsample: match a.upsample {
             UpsampleArg::Nearest => kiln_models::vqvae::Upsample::Nearest,
             UpsampleArg::PixelShuffle => kiln_models::vqvae::Upsample::PixelShuffle,
