@@ -23,6 +23,10 @@ fn dalle_trains_resumes_and_draws() {
             "4",
             "--codebook-size",
             "16",
+            "--colour-codes",
+            "4",
+            "--edge-weight",
+            "1",
             "--batch-size",
             "16",
             "--steps",
@@ -48,6 +52,8 @@ fn dalle_trains_resumes_and_draws() {
         "2",
         "--n-embd",
         "16",
+        "--two-object-fraction",
+        "0.5",
         "--batch-size",
         "16",
         "--quiet",
@@ -65,6 +71,12 @@ fn dalle_trains_resumes_and_draws() {
     ] {
         assert!(d.join("run/model").join(f).is_file(), "{f}");
     }
+    // over a layered tokenizer the prior factors its codes the same way
+    let prior: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("run/model/prior/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(prior["model"]["colour_codes"], 4, "{prior}");
     let v = json(d, &[&args[..], &["--steps", "3", "--resume"]].concat());
     assert_eq!(
         (v["start_step"].as_u64(), v["steps"].as_u64()),
@@ -174,6 +186,20 @@ fn dalle_trains_resumes_and_draws() {
         ],
     );
     assert!(e.contains("--mnist"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "dalle",
+            "--vqvae",
+            "vq",
+            "--two-object-fraction",
+            "1.5",
+            "--out",
+            "r4",
+        ],
+    );
+    assert!(e.contains("two_object_fraction"), "{e}");
 }
 
 #[test]
@@ -250,9 +276,10 @@ fn the_tokenizer_ceiling_judges_the_embedded_vqvae_round_trip() {
     );
     assert_eq!(groups[0]["rerank"], false, "{v}");
     assert_eq!(groups[0]["counts"]["pictures"], 8, "{v}");
-    // exact renders survive the tokenizer's round trip well enough to read colour and place
+    // exact renders survive the tokenizer's round trip well enough to read shape, colour and
+    // place (measured on the seen prompts: 97.9% of shapes, all colours and places)
     let rates = &groups[0]["rates"];
-    for attr in ["colour", "position"] {
+    for attr in ["shape", "colour", "position"] {
         assert!(rates[attr].as_f64().unwrap() >= 0.75, "{attr}: {v}");
     }
 }

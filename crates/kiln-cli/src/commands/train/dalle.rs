@@ -63,6 +63,10 @@ pub(super) struct DalleArgs {
         allow_negative_numbers = true
     )]
     cond_drop: f64,
+    /// Fraction of the training pictures with two objects, in [0, 1] [default: kiln-data's,
+    /// 0.3] (shapes only; the validation pictures keep the default)
+    #[arg(long, value_name = "X")]
+    two_object_fraction: Option<f64>,
     /// Over a layered tokenizer, draw each code's colour given its pattern (a small head on
     /// the hidden state and the pattern) instead of independently of it
     #[arg(long)]
@@ -96,7 +100,8 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
     }
     match a.dataset {
         ImageSet::Shapes => {
-            let samples = shapes_split(a.run.seed, n, train)?;
+            let two = if train { a.two_object_fraction } else { None };
+            let samples = shapes_split(a.run.seed, n, train, two)?;
             let captions = samples.iter().map(|s| s.caption.clone()).collect();
             Ok((
                 captions,
@@ -208,6 +213,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         "mnist": a.mnist,
         "train_size": a.train_size,
         "val_size": a.val_size,
+        "two_object_fraction": a.two_object_fraction,
     });
     let mut config = a.run.train_config(record)?;
     match &mut config.schedule {

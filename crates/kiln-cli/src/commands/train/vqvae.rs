@@ -83,11 +83,19 @@ pub(super) struct VqVaeArgs {
 /// `n` shapes pictures of the training part (generated from `seed`) or the validation part
 /// (from another stream of the same seed); `kiln train vqvae` and `kiln train dalle` share
 /// these streams.
-pub(super) fn shapes_split(seed: u64, n: usize, train: bool) -> Result<Vec<ShapesSample>> {
+/// `two_objects` is the fraction of pictures with two objects (`None`: kiln-data's default).
+pub(super) fn shapes_split(
+    seed: u64,
+    n: usize,
+    train: bool,
+    two_objects: Option<f64>,
+) -> Result<Vec<ShapesSample>> {
     let seed = if train { seed } else { seed ^ 0x0056_414c_4944 };
+    let default = ShapesParams::default();
     let p = ShapesParams {
         n,
-        ..Default::default()
+        two_object_fraction: two_objects.unwrap_or(default.two_object_fraction),
+        ..default
     };
     Ok(generate(&p, seed)?)
 }
@@ -111,7 +119,7 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
         bail!("--train-size and --val-size must be at least 1");
     }
     let bytes: Vec<u8> = match a.dataset {
-        ImageSet::Shapes => shapes_split(a.run.seed, n, train)?
+        ImageSet::Shapes => shapes_split(a.run.seed, n, train, None)?
             .into_iter()
             .flat_map(|s| s.image)
             .collect(),
