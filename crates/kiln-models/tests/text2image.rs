@@ -132,15 +132,7 @@ fn factorized_codes_score_a_pattern_plus_a_colour_and_still_learn() {
             ("wte.weight".to_string(), vec![words + 1, 32]),
         ]
     );
-    let (captions, codes) = handful();
-    let x = Tensor::from_vec(
-        caption_ids(&captions).concat(),
-        (PICTURES, 17),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
-    let logits = fresh.code_logits(&x, &y, &Mode::eval()).unwrap(); // (4, 64, 16)
+    let (_, _, logits) = handful_logits(&fresh); // logits (4, 64, 16)
     assert_eq!(logits.dims(), &[4, 64, 16]);
     // logit(p, c) = a_p + b_c: every 2×2 interaction vanishes
     let rows: Vec<Vec<f32>> = logits.reshape((4 * 64, 16)).unwrap().to_vec2().unwrap();
@@ -155,7 +147,14 @@ fn factorized_codes_score_a_pattern_plus_a_colour_and_still_learn() {
     }
     assert!(widest > 1e-3, "logits all zero");
     // it still learns the handful, and the KV cache changes nothing
+    learns_the_handful_and_caches_exactly(cfg);
+}
+
+/// A prior of `cfg` trained on the handful draws its codes back, and KV-cached sampling
+/// equals full recomputation.
+fn learns_the_handful_and_caches_exactly(cfg: PriorConfig) {
     let (prior, _) = train_on_handful(cfg);
+    let (captions, codes) = handful();
     let ids = caption_ids(&captions);
     let got = prior
         .sample(&ids, &greedy(1.0), &mut rngs(PICTURES, 0))
@@ -164,13 +163,28 @@ fn factorized_codes_score_a_pattern_plus_a_colour_and_still_learn() {
     let s = CodeSampling {
         guidance: 2.0,
         temperature: 1.5,
-        top_k: 0,
+        top_k: 3,
     };
     let cached = prior.sample(&ids, &s, &mut rngs(PICTURES, 1)).unwrap();
     let full = prior
         .sample_uncached(&ids, &s, &mut rngs(PICTURES, 1))
         .unwrap();
     assert_eq!(cached, full);
+}
+
+/// The handful's captions (4, 17) and codes (4, 64), and `prior`'s logits for them
+/// (4, 64, K).
+fn handful_logits(prior: &Prior) -> (Tensor, Tensor, Tensor) {
+    let (captions, codes) = handful();
+    let x = Tensor::from_vec(
+        caption_ids(&captions).concat(),
+        (PICTURES, 17),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
+    let logits = prior.code_logits(&x, &y, &Mode::eval()).unwrap();
+    (x, y, logits)
 }
 
 fn rngs(n: usize, seed: u64) -> Vec<kiln_core::Rng> {
@@ -354,23 +368,15 @@ fn a_colour_head_draws_each_colour_given_its_pattern() {
         ..tiny_config()
     };
     let fresh = Prior::new(cfg.clone(), SeededVarMap::new(2).var_builder()).unwrap();
-    let (captions, codes) = handful();
-    let x = Tensor::from_vec(
-        caption_ids(&captions).concat(),
-        (PICTURES, 17),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
-    let logits = fresh.code_logits(&x, &y, &Mode::eval()).unwrap(); // (4, 64, 16)
+    let (x, y, logits) = handful_logits(&fresh); // logits (4, 64, 16)
     let rows: Vec<Vec<f32>> = logits.reshape((4 * 64, 16)).unwrap().to_vec2().unwrap();
     let mut widest = 0f32;
     for row in &rows {
         // log-probabilities of the 16 codes: they sum to one
         let total: f32 = row.iter().map(|v| v.exp()).sum();
         assert!((total - 1.0).abs() < 1e-4, "{total}");
-        // each pattern's colours sum to that pattern's probability, and the colour
-        // distribution depends on the pattern (the sum head's interactions are all zero)
+        // the colour distribution depends on the pattern (the sum head's interactions are
+        // all zero)
         let l = |p: usize, c: usize| row[p * 4 + c];
         widest = widest.max((l(0, 0) - l(0, 1) - l(1, 0) + l(1, 1)).abs());
     }
@@ -387,22 +393,7 @@ fn a_colour_head_draws_each_colour_given_its_pattern() {
         .unwrap();
     assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
     // it learns the handful, and the KV cache changes nothing
-    let (prior, _) = train_on_handful(cfg);
-    let ids = caption_ids(&captions);
-    let got = prior
-        .sample(&ids, &greedy(1.0), &mut rngs(PICTURES, 0))
-        .unwrap();
-    assert_eq!(got, codes);
-    let s = CodeSampling {
-        guidance: 2.0,
-        temperature: 1.5,
-        top_k: 3,
-    };
-    let cached = prior.sample(&ids, &s, &mut rngs(PICTURES, 1)).unwrap();
-    let full = prior
-        .sample_uncached(&ids, &s, &mut rngs(PICTURES, 1))
-        .unwrap();
-    assert_eq!(cached, full);
+    learns_the_handful_and_caches_exactly(cfg);
 }
 
 #[test]
