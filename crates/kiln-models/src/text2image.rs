@@ -117,18 +117,7 @@ impl PriorConfig {
         if !(0.0..1.0).contains(&self.cond_drop) {
             return Err(Error::param("cond_drop", self.cond_drop, "in [0, 1)"));
         }
-        let k = self.codebook_size;
-        if self.colour_codes > 0
-            && (self.colour_codes < 2
-                || !k.is_multiple_of(self.colour_codes)
-                || k / self.colour_codes < 2)
-        {
-            return Err(Error::param(
-                "colour_codes",
-                self.colour_codes,
-                &format!("0, or ≥ 2 dividing codebook_size = {k} into ≥ 2 pattern codes"),
-            ));
-        }
+        crate::vqvae::check_colour_codes(self.colour_codes, self.codebook_size)?;
         self.gpt2_config().validate()
     }
 
@@ -195,6 +184,25 @@ struct Factors {
     head: Option<(Tensor, Tensor)>,
 }
 
+impl Factors {
+    /// The colour head's logits (R, Cc) for inputs `h + code_pattern[p]` (R, C).
+    fn colour_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let Some((w, b)) = &self.head else {
+            return Err(Error::shape("prior: no colour head"));
+        };
+        let u = x.matmul(&w.t()?)?.broadcast_add(b)?.gelu()?; // (R, C)
+        Ok(u.matmul(&self.colour.t()?)?) // (R, Cc)
+    }
+}
+
+/// Embeddings of factorized codes, made once per pass or per drawing (not per token).
+struct CodeTables {
+    /// The K codes (K, C): `code_pattern[k / Cc] + code_colour[k mod Cc]`.
+    codes: Tensor,
+    /// The joint vocabulary (V, C): `wte`'s words and `<image>`, then the codes.
+    vocab: Tensor,
+}
+
 /// The DALL-E prior: a GPT-2 that continues a caption with image codes.
 pub struct Prior {
     config: PriorConfig,
@@ -239,8 +247,8 @@ impl Prior {
         })
     }
 
-    /// Embeddings (K, C) of the factorized codes, `code_pattern[k / Cc] + code_colour[k mod Cc]`.
-    fn code_table(&self) -> Result<Option<Tensor>> {
+    /// The embedding tables of factorized codes (`None` for plain ones).
+    fn tables(&self) -> Result<Option<CodeTables>> {
         let Some(Factors {
             pattern, colour, ..
         }) = &self.factors
@@ -248,20 +256,28 @@ impl Prior {
             return Ok(None);
         };
         let (k, c) = (self.config.codebook_size, self.config.n_embd);
-        let table = pattern.unsqueeze(1)?.broadcast_add(&colour.unsqueeze(0)?)?; // (P, Cc, C)
-        Ok(Some(table.reshape((k, c))?))
-    }
-
-    /// Final hidden states (B, T, C) of joint-vocabulary ids (B, T), continuing `cache`.
-    fn hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, mode: &Mode) -> Result<Tensor> {
-        let Some(codes) = self.code_table()? else {
-            return self.gpt.hidden(ids, cache, None, mode);
-        };
+        let codes = pattern.unsqueeze(1)?.broadcast_add(&colour.unsqueeze(0)?)?; // (P, Cc, C)
+        let codes = codes.reshape((k, c))?; // (K, C)
         let words = self
             .gpt
             .wte()
             .ok_or_else(|| Error::shape("prior: packed weights cannot embed factorized codes"))?;
-        let table = Tensor::cat(&[words, &codes], 0)?; // (V, C)
+        let vocab = Tensor::cat(&[words, &codes], 0)?; // (V, C)
+        Ok(Some(CodeTables { codes, vocab }))
+    }
+
+    /// Final hidden states (B, T, C) of joint-vocabulary ids (B, T), continuing `cache`;
+    /// `tables` from [`Prior::tables`].
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        tables: Option<&CodeTables>,
+        cache: Option<&mut KvCache>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
+        let Some(CodeTables { vocab: table, .. }) = tables else {
+            return self.gpt.hidden(ids, cache, None, mode);
+        };
         let (b, t) = ids.dims2()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
         let v = table.dims()[0] as u32;
@@ -299,11 +315,19 @@ impl Prior {
     /// Logits over the K codes (B, N, K) for every code of `codes` (B, N) given `captions`
     /// (B, L) (word ids, u32): one pass over the whole sequence (teacher forcing).
     pub fn code_logits(&self, captions: &Tensor, codes: &Tensor, mode: &Mode) -> Result<Tensor> {
-        self.code_head(&self.code_hidden(captions, codes, mode)?) // (B, N, K)
+        let tables = self.tables()?;
+        let hidden = self.code_hidden(captions, codes, tables.as_ref(), mode)?; // (B, N, C)
+        self.code_head(&hidden, tables.as_ref()) // (B, N, K)
     }
 
     /// Hidden states (B, N, C) that predict each code of `codes` (B, N) given `captions`.
-    fn code_hidden(&self, captions: &Tensor, codes: &Tensor, mode: &Mode) -> Result<Tensor> {
+    fn code_hidden(
+        &self,
+        captions: &Tensor,
+        codes: &Tensor,
+        tables: Option<&CodeTables>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
         let b = self.check_captions(captions)?;
         let (n, l) = (self.config.n_codes(), self.config.caption_len);
         if codes.dims() != [b, n] {
@@ -323,16 +347,17 @@ impl Prior {
             ids.extend(z[..n - 1].iter().map(|&x| x + offset));
         }
         let ids = Tensor::from_vec(ids, (b, l + n), captions.device())?; // (B, L+N)
-        let hidden = self.hidden(&ids, None, mode)?; // (B, L+N, C)
+        let hidden = self.hidden(&ids, tables, None, mode)?; // (B, L+N, C)
         Ok(hidden.narrow(1, l, n)?) // (B, N, C)
     }
 
-    /// Hidden states (..., C) → logits over the codes (..., K).
-    fn code_head(&self, hidden: &Tensor) -> Result<Tensor> {
+    /// Hidden states (..., C) → logits over the codes (..., K); `tables` from
+    /// [`Prior::tables`].
+    fn code_head(&self, hidden: &Tensor, tables: Option<&CodeTables>) -> Result<Tensor> {
         if let Some(f @ Factors { head: Some(_), .. }) = &self.factors {
             return self.conditional_head(f, hidden);
         }
-        if let Some(codes) = self.code_table()? {
+        if let Some(CodeTables { codes, .. }) = tables {
             let mut dims = hidden.dims().to_vec();
             let c = self.config.n_embd;
             let x = hidden.reshape((hidden.elem_count() / c, c))?; // (M, C)
@@ -354,9 +379,6 @@ impl Prior {
     /// Log-probabilities (..., K) of the codes `log p(p | h) + log p(c | h, p)` with the
     /// colour head: for each of the P patterns, the colour logits of `h + code_pattern[p]`.
     fn conditional_head(&self, f: &Factors, hidden: &Tensor) -> Result<Tensor> {
-        let Some((w, b)) = &f.head else {
-            return Err(Error::shape("prior: no colour head"));
-        };
         let c = self.config.n_embd;
         let (p, cc) = (f.pattern.dims()[0], f.colour.dims()[0]);
         let mut dims = hidden.dims().to_vec();
@@ -364,12 +386,8 @@ impl Prior {
         let h = hidden.reshape((m, c))?; // (M, C)
         let patterns = candle_nn::ops::log_softmax(&h.matmul(&f.pattern.t()?)?, Dim::Minus1)?; // (M, P)
         let x = h.unsqueeze(1)?.broadcast_add(&f.pattern.unsqueeze(0)?)?; // (M, P, C)
-        let u = x
-            .reshape((m * p, c))?
-            .matmul(&w.t()?)?
-            .broadcast_add(b)?
-            .gelu()?; // (M·P, C)
-        let colours = u.matmul(&f.colour.t()?)?.reshape((m, p, cc))?; // (M, P, Cc)
+        let colours = f.colour_logits(&x.reshape((m * p, c))?)?; // (M·P, Cc)
+        let colours = colours.reshape((m, p, cc))?; // (M, P, Cc)
         let colours = candle_nn::ops::log_softmax(&colours, Dim::Minus1)?;
         let joint = colours.broadcast_add(&patterns.unsqueeze(2)?)?; // (M, P, Cc)
         if let Some(last) = dims.last_mut() {
@@ -383,9 +401,6 @@ impl Prior {
     /// [`Prior::conditional_head`]'s joint log-probabilities without scoring the colours of the
     /// P − 1 other patterns.
     fn conditional_loss(&self, f: &Factors, hidden: &Tensor, codes: &Tensor) -> Result<Tensor> {
-        let Some((w, b)) = &f.head else {
-            return Err(Error::shape("prior: no colour head"));
-        };
         let c = self.config.n_embd;
         let cc = f.colour.dims()[0] as u32;
         let m = hidden.elem_count() / c;
@@ -396,8 +411,7 @@ impl Prior {
         let colours = Tensor::from_vec(codes.iter().map(|&k| k % cc).collect(), m, dev)?; // (M)
         let pattern_logits = h.matmul(&f.pattern.t()?)?; // (M, P)
         let x = (&h + f.pattern.index_select(&patterns, 0)?)?; // (M, C)
-        let u = x.matmul(&w.t()?)?.broadcast_add(b)?.gelu()?; // (M, C)
-        let colour_logits = u.matmul(&f.colour.t()?)?; // (M, Cc)
+        let colour_logits = f.colour_logits(&x)?; // (M, Cc)
         Ok((loss::cross_entropy(&pattern_logits, &patterns)?
             + loss::cross_entropy(&colour_logits, &colours)?)?)
     }
@@ -417,20 +431,25 @@ impl Prior {
         let mut cache = self.gpt.new_cache(l + n);
         let eval = Mode::eval();
         let offset = self.config.code_offset();
+        let tables = self.tables()?;
         self.sample_loop(captions.len(), s, rngs, |last| {
             let hidden = match last {
                 None => {
                     let ids = Tensor::from_vec(rows.clone(), (r, l + 1), &dev)?; // (R, L+1)
-                    let h = self.hidden(&ids, Some(&mut cache), &eval)?; // (R, L+1, C)
+                    let h = self.hidden(&ids, tables.as_ref(), Some(&mut cache), &eval)?; // (R, L+1, C)
                     h.narrow(1, l, 1)? // (R, 1, C)
                 }
                 Some(codes) => {
                     let ids: Vec<u32> = (0..r).map(|i| codes[i % codes.len()] + offset).collect();
                     let ids = Tensor::from_vec(ids, (r, 1), &dev)?; // (R, 1)
-                    self.hidden(&ids, Some(&mut cache), &eval)? // (R, 1, C)
+                    self.hidden(&ids, tables.as_ref(), Some(&mut cache), &eval)?
+                    // (R, 1, C)
                 }
             };
-            Ok(self.code_head(&hidden)?.flatten_all()?.to_vec1::<f32>()?)
+            Ok(self
+                .code_head(&hidden, tables.as_ref())?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
         })
     }
 
@@ -447,6 +466,7 @@ impl Prior {
         let r = rows.len() / (l + 1);
         let mut len = l + 1;
         let offset = self.config.code_offset();
+        let tables = self.tables()?;
         self.sample_loop(captions.len(), s, rngs, |last| {
             if let Some(codes) = last {
                 // append each row's new code: rebuild the (R, len + 1) matrix
@@ -459,9 +479,9 @@ impl Prior {
                 len += 1;
             }
             let ids = Tensor::from_vec(rows.clone(), (r, len), &Device::Cpu)?; // (R, len)
-            let h = self.hidden(&ids, None, &Mode::eval())?; // (R, len, C)
+            let h = self.hidden(&ids, tables.as_ref(), None, &Mode::eval())?; // (R, len, C)
             Ok(self
-                .code_head(&h.narrow(1, len - 1, 1)?)?
+                .code_head(&h.narrow(1, len - 1, 1)?, tables.as_ref())?
                 .flatten_all()?
                 .to_vec1::<f32>()?)
         })
@@ -586,7 +606,8 @@ impl TrainStep for Prior {
             None => captions.clone(),
         };
         if let Some(f @ Factors { head: Some(_), .. }) = &self.factors {
-            let hidden = self.code_hidden(&captions, codes, mode)?; // (B, N, C)
+            let tables = self.tables()?;
+            let hidden = self.code_hidden(&captions, codes, tables.as_ref(), mode)?; // (B, N, C)
             return self.conditional_loss(f, &hidden, codes);
         }
         let logits = self.code_logits(&captions, codes, mode)?;

@@ -172,21 +172,7 @@ impl VqVaeConfig {
                 "a finite number ≥ 0",
             ));
         }
-        if self.colour_codes > 0
-            && (self.colour_codes < 2
-                || !self.codebook_size.is_multiple_of(self.colour_codes)
-                || self.codebook_size / self.colour_codes < 2)
-        {
-            return Err(Error::param(
-                "colour_codes",
-                self.colour_codes,
-                &format!(
-                    "0, or ≥ 2 dividing codebook_size = {} into ≥ 2 pattern codes",
-                    self.codebook_size
-                ),
-            ));
-        }
-        Ok(())
+        check_colour_codes(self.colour_codes, self.codebook_size)
     }
 
     /// The two codebook sizes (pattern, colour) of a layered tokenizer; `None` for a plain one.
@@ -198,6 +184,30 @@ impl VqVaeConfig {
     pub fn grid(&self) -> usize {
         self.image_size / 4
     }
+}
+
+/// Check `colour_codes` against `codebook_size` (a VQ-VAE's, or a prior's over its codes):
+/// 0, or ≥ 2 dividing the codebook into ≥ 2 pattern codes.
+pub fn check_colour_codes(colour_codes: usize, codebook_size: usize) -> Result<()> {
+    let k = codebook_size;
+    if colour_codes > 0
+        && (colour_codes < 2 || !k.is_multiple_of(colour_codes) || k / colour_codes < 2)
+    {
+        return Err(Error::param(
+            "colour_codes",
+            colour_codes,
+            &format!("0, or ≥ 2 dividing codebook_size = {k} into ≥ 2 pattern codes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Joint codes `p·Cc + c` of a layered tokenizer from its pattern and colour codes.
+fn join_codes(mut patterns: Vec<u32>, colours: &[u32], colour_codes: usize) -> Vec<u32> {
+    for (p, &c) in patterns.iter_mut().zip(colours) {
+        *p = *p * colour_codes as u32 + c;
+    }
+    patterns
 }
 
 /// The VQ-VAE paper's residual block, channels unchanged: `x + conv1×1(relu(conv3×3(relu(x))))`.
@@ -687,12 +697,11 @@ impl VqVae {
         };
         let qc = layer.quantizer.forward(&zc, mode)?;
         let recon = self.paint(&q.z_q, Some(&qc.z_q))?; // (B, C, S, S)
-        let cc = layer.quantizer.size() as u32;
-        let colours = qc.codes.flatten_all()?.to_vec1::<u32>()?;
-        let mut codes = q.codes.flatten_all()?.to_vec1::<u32>()?;
-        for (p, c) in codes.iter_mut().zip(colours) {
-            *p = *p * cc + c; // joint code
-        }
+        let codes = join_codes(
+            q.codes.flatten_all()?.to_vec1::<u32>()?,
+            &qc.codes.flatten_all()?.to_vec1::<u32>()?,
+            layer.quantizer.size(),
+        );
         Ok(VqOutput {
             recon,
             codes: Tensor::from_vec(codes, q.codes.dims(), xs.device())?,
@@ -712,10 +721,8 @@ impl VqVae {
         let (b, _, g, _) = zp.dims4()?;
         let mut codes = nearest(&self.quantizer, &zp)?;
         if let Some((layer, zc)) = self.colour.as_ref().zip(zc) {
-            let cc = layer.quantizer.size() as u32;
-            for (p, c) in codes.iter_mut().zip(nearest(&layer.quantizer, &zc)?) {
-                *p = *p * cc + c; // joint code
-            }
+            let colours = nearest(&layer.quantizer, &zc)?;
+            codes = join_codes(codes, &colours, layer.quantizer.size());
         }
         Ok(Tensor::from_vec(codes, (b, g, g), xs.device())?)
     }
@@ -770,20 +777,13 @@ impl TrainStep for VqVae {
         let mut rec = loss::mse(&out.recon, &x)?;
         if self.config.edge_weight > 0.0 {
             let s = self.config.image_size;
-            let mut edges = None;
-            for axis in [2, 3] {
-                let diff = |t: &Tensor| -> Result<Tensor> {
-                    Ok((t.narrow(axis, 1, s - 1)? - t.narrow(axis, 0, s - 1)?)?)
-                };
-                let e = loss::mse(&diff(&out.recon)?, &diff(&x)?)?;
-                edges = Some(match edges {
-                    None => e,
-                    Some(prev) => (prev + e)?,
-                });
-            }
-            if let Some(e) = edges {
-                rec = (rec + (e * self.config.edge_weight)?)?;
-            }
+            // neighbouring pixels' differences along rows (axis 2) and columns (axis 3)
+            let diff = |t: &Tensor, axis: usize| -> Result<Tensor> {
+                Ok((t.narrow(axis, 1, s - 1)? - t.narrow(axis, 0, s - 1)?)?)
+            };
+            let edges = (loss::mse(&diff(&out.recon, 2)?, &diff(&x, 2)?)?
+                + loss::mse(&diff(&out.recon, 3)?, &diff(&x, 3)?)?)?;
+            rec = (rec + (edges * self.config.edge_weight)?)?;
         }
         Ok((rec + (out.commitment * self.config.beta)?)?)
     }
