@@ -27,6 +27,8 @@ fn dalle_trains_resumes_and_draws() {
             "4",
             "--edge-weight",
             "1",
+            "--jitter",
+            "1.5",
             "--batch-size",
             "16",
             "--steps",
@@ -54,6 +56,8 @@ fn dalle_trains_resumes_and_draws() {
         "16",
         "--two-object-fraction",
         "0.5",
+        "--jitter",
+        "1",
         "--batch-size",
         "16",
         "--quiet",
@@ -200,6 +204,13 @@ fn dalle_trains_resumes_and_draws() {
         ],
     );
     assert!(e.contains("two_object_fraction"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train", "dalle", "--vqvae", "vq", "--jitter", "3", "--out", "r5",
+        ],
+    );
+    assert!(e.contains("jitter") && e.contains("[0, 2]"), "{e}");
 }
 
 #[test]

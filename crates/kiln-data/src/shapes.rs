@@ -382,7 +382,16 @@ pub struct ShapesParams {
     /// Also draw the held-out combinations (default false). Only for models that judge
     /// pictures (the judge must read every combination); never for a generator's training set.
     pub include_held_out: bool,
+    /// Placement jitter in pixels (default 0: the standard placement, small objects ±1 pixel
+    /// and large ones exactly on their cell's centre). Above 0, every object's centre moves by
+    /// up to ±`jitter` on each axis, kept inside the picture, so a tokenizer or a prior sees
+    /// each shape at every offset from its 4×4 patches and not only at its cells' three. At
+    /// most [`MAX_JITTER`], so that an object stays in its cell.
+    pub jitter: f64,
 }
+
+/// The largest [`ShapesParams::jitter`].
+pub const MAX_JITTER: f64 = 2.0;
 
 impl Default for ShapesParams {
     fn default() -> Self {
@@ -390,6 +399,7 @@ impl Default for ShapesParams {
             n: 1000,
             two_object_fraction: 0.3,
             include_held_out: false,
+            jitter: 0.0,
         }
     }
 }
@@ -403,6 +413,9 @@ impl ShapesParams {
                 self.two_object_fraction,
                 "in [0, 1]",
             ));
+        }
+        if !(0.0..=MAX_JITTER).contains(&self.jitter) {
+            return Err(Error::param("jitter", self.jitter, "in [0, 2] pixels"));
         }
         Ok(())
     }
@@ -445,16 +458,22 @@ pub fn generate(params: &ShapesParams, seed: u64) -> Result<Vec<ShapesSample>> {
             objects.push(second);
         }
         let template = rng.random_range(0..TEMPLATES_ONE.max(TEMPLATES_TWO));
-        out.push(sample_with(&objects, template, &mut rng));
+        out.push(sample_with(&objects, template, params.jitter, &mut rng));
     }
     Ok(out)
 }
 
-/// Render `objects` on a random background and caption them with `template` (taken modulo the
-/// number of templates for that object count).
-fn sample_with(objects: &[ShapeObject], template: usize, rng: &mut kiln_core::Rng) -> ShapesSample {
+/// Render `objects` on a random background, placed with `jitter` (see
+/// [`ShapesParams::jitter`]), and caption them with `template` (taken modulo the number of
+/// templates for that object count).
+fn sample_with(
+    objects: &[ShapeObject],
+    template: usize,
+    jitter: f64,
+    rng: &mut kiln_core::Rng,
+) -> ShapesSample {
     let background = pick(&Background::ALL, rng);
-    let image = render(objects, background, rng);
+    let image = render_jittered(objects, background, jitter, rng);
     let prompt = caption(objects, template);
     ShapesSample {
         image,
@@ -471,6 +490,16 @@ pub fn render(
     background: Background,
     rng: &mut kiln_core::Rng,
 ) -> Vec<u8> {
+    render_jittered(objects, background, 0.0, rng)
+}
+
+/// [`render`] with a placement jitter (see [`ShapesParams::jitter`]; 0 is [`render`]).
+pub fn render_jittered(
+    objects: &[ShapeObject],
+    background: Background,
+    jitter: f64,
+    rng: &mut kiln_core::Rng,
+) -> Vec<u8> {
     let mut img: Vec<f64> = background
         .rgb()
         .iter()
@@ -480,11 +509,16 @@ pub fn render(
         .collect();
     for o in objects {
         let (mut cx, mut cy) = o.cell.centre();
-        if o.size == Size::Small {
+        let r = o.size.radius();
+        if jitter > 0.0 {
+            // The star's points reach 1.05 r from its centre: keep the whole shape inside.
+            let (lo, hi) = (1.05 * r, IMAGE_SIZE as f64 - 1.05 * r);
+            cx = (cx + rng.random_range(-jitter..=jitter)).clamp(lo, hi);
+            cy = (cy + rng.random_range(-jitter..=jitter)).clamp(lo, hi);
+        } else if o.size == Size::Small {
             cx += rng.random_range(-1.0..=1.0);
             cy += rng.random_range(-1.0..=1.0);
         }
-        let r = o.size.radius();
         let rgb = o.colour.rgb();
         let (x0, x1) = (
             (cx - r - 1.0).floor().max(0.0) as usize,

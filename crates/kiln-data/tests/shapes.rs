@@ -236,3 +236,65 @@ fn captioned_digits() {
     assert_eq!(&img[(15 * 32 + 15) * 3..(15 * 32 + 16) * 3], &[10, 10, 10]);
     assert!(to_rgb32(&[1, 2, 3], 2, 2).is_err());
 }
+
+/// Centroid (x, y) of the pixels that differ from the background, of a one-object picture.
+fn centroid(s: &ShapesSample) -> (f64, f64) {
+    let bg = s.background.rgb();
+    let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+    for (i, p) in s.image.chunks(3).enumerate() {
+        if p != bg {
+            sx += (i % IMAGE_SIZE) as f64;
+            sy += (i / IMAGE_SIZE) as f64;
+            n += 1.0;
+        }
+    }
+    (sx / n, sy / n)
+}
+
+#[test]
+fn jitter_moves_large_objects_within_the_picture_and_keeps_held_out_out() {
+    let jittered = |jitter| ShapesParams {
+        n: 600,
+        two_object_fraction: 0.0,
+        jitter,
+        ..Default::default()
+    };
+    let a = generate(&jittered(2.0), 5).unwrap();
+    assert_eq!(a, generate(&jittered(2.0), 5).unwrap());
+    assert!(a.iter().flat_map(|s| &s.objects).all(|o| !is_held_out(o)));
+    // the spread of a large square's centroid in the center cell: none without jitter
+    let spread = |samples: &[ShapesSample]| {
+        let xs: Vec<f64> = samples
+            .iter()
+            .filter(|s| {
+                let o = s.objects[0];
+                (o.shape, o.size, o.cell) == (ShapeKind::Square, Size::Large, Cell(4))
+            })
+            .map(|s| centroid(s).0)
+            .collect();
+        assert!(xs.len() >= 5, "{} large squares in the center", xs.len());
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt()
+    };
+    assert!(spread(&a) > 0.5, "{}", spread(&a));
+    assert!(spread(&generate(&jittered(0.0), 5).unwrap()) < 1e-9);
+    // a large star in a corner cell stays whole: jitter never pushes its points off the picture
+    let star = ShapeObject {
+        shape: ShapeKind::Star,
+        colour: Colour::Green,
+        size: Size::Large,
+        cell: Cell(0),
+    };
+    let mut rng = kiln_core::rng(9);
+    for _ in 0..20 {
+        let img = render_jittered(&[star], Background::Black, 2.0, &mut rng);
+        let whole = render_jittered(&[star], Background::Black, 0.0, &mut rng);
+        let area = |v: &[u8]| v.chunks(3).map(|p| p[1] as u32).sum::<u32>();
+        let (got, want) = (area(&img) as f64, area(&whole) as f64);
+        assert!((got - want).abs() < 0.05 * want, "{got} against {want}");
+    }
+    for bad in [2.5, -0.1, f64::NAN] {
+        let e = jittered(bad).validate().unwrap_err().to_string();
+        assert!(e.contains("jitter") && e.contains("[0, 2]"), "{e}");
+    }
+}

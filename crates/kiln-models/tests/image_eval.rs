@@ -211,13 +211,15 @@ fn embedded_judge_agrees_with_the_ground_truth() {
     }
 }
 
-#[test]
-fn embedded_judge_reads_fresh_renders() {
+/// The embedded judge's accuracy (presence of every cell; shape, colour and size of every
+/// object) on 400 fresh renders of every combination, placed with `jitter`.
+fn judge_accuracy(jitter: f64) -> (f64, [f64; 3]) {
     // fresh renders of every combination (held-out ones included), not the training seed
     let p = ShapesParams {
         n: 400,
         two_object_fraction: 0.5,
         include_held_out: true,
+        jitter,
     };
     let samples = generate(&p, 0xF4E5).unwrap();
     let judge = embedded_shapes_judge().unwrap();
@@ -236,10 +238,25 @@ fn embedded_judge_reads_fresh_renders() {
             }
         }
     }
-    assert!(presence as f64 / cells as f64 >= 0.99);
-    for a in attrs {
-        assert!(a as f64 / objects as f64 >= 0.99, "{attrs:?} of {objects}");
-    }
+    let rate = |k: usize, of: usize| k as f64 / of as f64;
+    (rate(presence, cells), attrs.map(|a| rate(a, objects)))
+}
+
+#[test]
+fn embedded_judge_reads_fresh_renders() {
+    let (presence, attrs) = judge_accuracy(0.0);
+    assert!(presence >= 0.99, "{presence}");
+    assert!(attrs.iter().all(|&a| a >= 0.99), "{attrs:?}");
+}
+
+#[test]
+fn embedded_judge_reads_jittered_renders() {
+    // the default prior trains on pictures whose objects sit up to 1 pixel off their cell's
+    // centre (`ShapesParams::jitter`), and draws them so; the judge, trained without, must
+    // still read them (at 1.5 pixels its shape accuracy falls to 97.5%)
+    let (presence, attrs) = judge_accuracy(1.0);
+    assert!(presence >= 0.99, "{presence}");
+    assert!(attrs.iter().all(|&a| a >= 0.99), "{attrs:?}");
 }
 
 #[test]

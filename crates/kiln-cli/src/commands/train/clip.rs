@@ -38,6 +38,11 @@ pub(super) struct ClipArgs {
     /// shapes only.
     #[arg(long)]
     hard_negatives: bool,
+    /// Placement jitter of the training shapes pictures in pixels, at most 2 (0: kiln-data's
+    /// standard placement; see `ShapesParams::jitter`); the validation pictures keep the
+    /// standard placement.
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    jitter: f64,
     /// Group size of the retrieval measure (each picture against the captions of its group).
     #[arg(long, value_name = "N", default_value_t = 64)]
     retrieval_batch: usize,
@@ -96,6 +101,7 @@ fn pictures(a: &ClipArgs, train: bool) -> Result<Pictures> {
         ImageSet::Shapes => {
             let p = ShapesParams {
                 n,
+                jitter: if train { a.jitter } else { 0.0 },
                 ..Default::default()
             };
             let shapes = generate(&p, seed)?;
@@ -196,6 +202,7 @@ pub(super) fn train_clip(a: ClipArgs) -> Result<()> {
         "kind": CLIP_KIND, "clip": cc,
         "dataset": format!("{:?}", a.dataset).to_lowercase(), "mnist": a.mnist,
         "train_size": a.train_size, "val_size": a.val_size, "hard_negatives": a.hard_negatives,
+        "jitter": a.jitter,
     });
     let config = a.run.train_config(record)?;
     let (tp, vp) = (pictures(&a, true)?, pictures(&a, false)?);

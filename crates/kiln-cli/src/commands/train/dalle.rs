@@ -67,6 +67,10 @@ pub(super) struct DalleArgs {
     /// 0.3] (shapes only; the validation pictures keep the default)
     #[arg(long, value_name = "X")]
     two_object_fraction: Option<f64>,
+    /// Placement jitter of the shapes pictures in pixels, at most 2, for training and
+    /// validation (0: kiln-data's standard placement; see `ShapesParams::jitter`)
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    jitter: f64,
     /// Over a layered tokenizer, draw each code's colour given its pattern (a small head on
     /// the hidden state and the pattern) instead of independently of it
     #[arg(long)]
@@ -101,7 +105,7 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
     match a.dataset {
         ImageSet::Shapes => {
             let two = if train { a.two_object_fraction } else { None };
-            let samples = shapes_split(a.run.seed, n, train, two)?;
+            let samples = shapes_split(a.run.seed, n, train, two, a.jitter)?;
             let captions = samples.iter().map(|s| s.caption.clone()).collect();
             Ok((
                 captions,
@@ -214,6 +218,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         "train_size": a.train_size,
         "val_size": a.val_size,
         "two_object_fraction": a.two_object_fraction,
+        "jitter": a.jitter,
     });
     let mut config = a.run.train_config(record)?;
     match &mut config.schedule {

@@ -42,6 +42,7 @@ fn renders(n: usize, fraction: f64, seed: u64) -> Result<TensorData> {
         n,
         two_object_fraction: fraction,
         include_held_out: true,
+        ..Default::default()
     };
     let s = generate(&p, seed)?;
     let bytes: Vec<u8> = s.iter().flat_map(|x| x.image.iter().copied()).collect();

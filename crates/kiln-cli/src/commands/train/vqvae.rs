@@ -76,6 +76,10 @@ pub(super) struct VqVaeArgs {
     /// differences, which keeps thin outlines (0: plain MSE)
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     edge_weight: f64,
+    /// Placement jitter of the shapes pictures in pixels, at most 2, for training and
+    /// validation (0: kiln-data's standard placement; see `ShapesParams::jitter`)
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    jitter: f64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -83,18 +87,21 @@ pub(super) struct VqVaeArgs {
 /// `n` shapes pictures of the training part (generated from `seed`) or the validation part
 /// (from another stream of the same seed); `kiln train vqvae` and `kiln train dalle` share
 /// these streams.
-/// `two_objects` is the fraction of pictures with two objects (`None`: kiln-data's default).
+/// `two_objects` is the fraction of pictures with two objects (`None`: kiln-data's default);
+/// `jitter` the placement jitter in pixels (`ShapesParams::jitter`).
 pub(super) fn shapes_split(
     seed: u64,
     n: usize,
     train: bool,
     two_objects: Option<f64>,
+    jitter: f64,
 ) -> Result<Vec<ShapesSample>> {
     let seed = if train { seed } else { seed ^ 0x0056_414c_4944 };
     let default = ShapesParams::default();
     let p = ShapesParams {
         n,
         two_object_fraction: two_objects.unwrap_or(default.two_object_fraction),
+        jitter,
         ..default
     };
     Ok(generate(&p, seed)?)
@@ -119,7 +126,7 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
         bail!("--train-size and --val-size must be at least 1");
     }
     let bytes: Vec<u8> = match a.dataset {
-        ImageSet::Shapes => shapes_split(a.run.seed, n, train, None)?
+        ImageSet::Shapes => shapes_split(a.run.seed, n, train, None, a.jitter)?
             .into_iter()
             .flat_map(|s| s.image)
             .collect(),
@@ -162,6 +169,7 @@ pub(super) fn train_vqvae(a: VqVaeArgs) -> Result<()> {
         "mnist": a.mnist,
         "train_size": a.train_size,
         "val_size": a.val_size,
+        "jitter": a.jitter,
     });
     let config = a.run.train_config(record)?;
     let (xt, xv) = (pictures(&a, true)?, pictures(&a, false)?);
