@@ -282,6 +282,16 @@ impl ObjectSpec {
             && self.cell.is_none_or(|c| c == object.cell)
     }
 
+    /// The object this spec describes, if it names the size and the cell too.
+    pub fn object(&self) -> Option<ShapeObject> {
+        Some(ShapeObject {
+            shape: self.shape,
+            colour: self.colour,
+            size: self.size?,
+            cell: self.cell?,
+        })
+    }
+
     /// The fully specified spec of an object.
     pub fn of(object: &ShapeObject) -> Self {
         Self {
@@ -599,6 +609,18 @@ pub const TEMPLATES_TWO: usize = 3;
 
 /// The caption of `objects` (one or two) with template `template` (modulo the count).
 ///
+/// A partial caption: one object of a picture that holds others too, as `and` followed by
+/// the object's one-object caption with `template` ("and a small red circle in the top
+/// left"). A prior trained on some of these beside the whole captions can draw a prompt of
+/// several objects as the product of its objects' partial captions, each guiding its own
+/// object (`kiln_models::text2image::Prior::sample_composed`).
+pub fn partial_caption(object: &ShapeObject, template: usize) -> String {
+    format!(
+        "and {}",
+        caption(std::slice::from_ref(object), template).text
+    )
+}
+
 /// One object ([`TEMPLATES_ONE`]): "a small red circle in the top left", "top left: a red
 /// circle, small", "there is a large blue star in the center", "a green square, large, at the
 /// bottom right" ("an" before "orange"). Two objects ([`TEMPLATES_TWO`]): "a blue square and a yellow triangle" (size

@@ -1082,14 +1082,18 @@ impl ImageSource for crate::text2image::ImageModel {
     }
 
     /// The model's own sampling defaults; with `rerank`, the best of
-    /// [`RERANK_CANDIDATES`] (or the model's default, if larger) per picture.
+    /// the model's default candidates per picture, or [`RERANK_CANDIDATES`] where that is 1.
     fn draw(&self, prompt: &str, n: usize, seed: u64, rerank: bool) -> Result<Vec<Vec<u8>>> {
         let d = self.sampling();
         let s = crate::text2image::ImageSampling {
             n,
             seed,
             rerank: if rerank {
-                d.rerank.max(RERANK_CANDIDATES)
+                if d.rerank > 1 {
+                    d.rerank
+                } else {
+                    RERANK_CANDIDATES
+                }
             } else {
                 1
             },

@@ -424,23 +424,39 @@ impl Prior {
         s: &CodeSampling,
         rngs: &mut [kiln_core::Rng],
     ) -> Result<Vec<Vec<u32>>> {
-        let rows = self.rows(captions, s)?;
+        self.sample_composed(&one_part_each(captions), s, rngs)
+    }
+
+    /// Draw N codes for each picture from the product of several captions (Liu et al. 2022,
+    /// "Compositional Visual Generation with Composable Diffusion Models", here over code
+    /// logits): picture b's code is drawn from `u + g·Σ_j (c_j − u)`, where `c_j` are the
+    /// logits given its captions `parts[b][j]` and `u` those given no caption; each caption
+    /// row sees the codes drawn so far. With one caption per picture this is
+    /// [`Prior::sample`]. A two-object prompt split into its two one-object captions draws
+    /// each object where its own caption puts it, instead of mixing the two objects' words.
+    pub fn sample_composed(
+        &self,
+        parts: &[Vec<Vec<u32>>],
+        s: &CodeSampling,
+        rngs: &mut [kiln_core::Rng],
+    ) -> Result<Vec<Vec<u32>>> {
+        let rows = self.rows(parts, s)?;
         let (l, n) = (self.config.caption_len, self.config.n_codes());
-        let r = rows.len() / (l + 1);
+        let r = rows.owner.len();
         let dev = Device::Cpu;
         let mut cache = self.gpt.new_cache(l + n);
         let eval = Mode::eval();
         let offset = self.config.code_offset();
         let tables = self.tables()?;
-        self.sample_loop(captions.len(), s, rngs, |last| {
+        self.sample_loop(&rows, s, rngs, |last| {
             let hidden = match last {
                 None => {
-                    let ids = Tensor::from_vec(rows.clone(), (r, l + 1), &dev)?; // (R, L+1)
+                    let ids = Tensor::from_vec(rows.prefix.clone(), (r, l + 1), &dev)?; // (R, L+1)
                     let h = self.hidden(&ids, tables.as_ref(), Some(&mut cache), &eval)?; // (R, L+1, C)
                     h.narrow(1, l, 1)? // (R, 1, C)
                 }
                 Some(codes) => {
-                    let ids: Vec<u32> = (0..r).map(|i| codes[i % codes.len()] + offset).collect();
+                    let ids: Vec<u32> = rows.owner.iter().map(|&b| codes[b] + offset).collect();
                     let ids = Tensor::from_vec(ids, (r, 1), &dev)?; // (R, 1)
                     self.hidden(&ids, tables.as_ref(), Some(&mut cache), &eval)?
                     // (R, 1, C)
@@ -461,25 +477,36 @@ impl Prior {
         s: &CodeSampling,
         rngs: &mut [kiln_core::Rng],
     ) -> Result<Vec<Vec<u32>>> {
-        let mut rows = self.rows(captions, s)?;
+        self.sample_composed_uncached(&one_part_each(captions), s, rngs)
+    }
+
+    /// [`Prior::sample_composed`] without the KV cache (the reference it is tested against).
+    pub fn sample_composed_uncached(
+        &self,
+        parts: &[Vec<Vec<u32>>],
+        s: &CodeSampling,
+        rngs: &mut [kiln_core::Rng],
+    ) -> Result<Vec<Vec<u32>>> {
+        let rows = self.rows(parts, s)?;
+        let mut ids = rows.prefix.clone();
         let l = self.config.caption_len;
-        let r = rows.len() / (l + 1);
+        let r = rows.owner.len();
         let mut len = l + 1;
         let offset = self.config.code_offset();
         let tables = self.tables()?;
-        self.sample_loop(captions.len(), s, rngs, |last| {
+        self.sample_loop(&rows, s, rngs, |last| {
             if let Some(codes) = last {
                 // append each row's new code: rebuild the (R, len + 1) matrix
                 let mut next = Vec::with_capacity(r * (len + 1));
-                for i in 0..r {
-                    next.extend_from_slice(&rows[i * len..(i + 1) * len]);
-                    next.push(codes[i % codes.len()] + offset);
+                for (i, &b) in rows.owner.iter().enumerate() {
+                    next.extend_from_slice(&ids[i * len..(i + 1) * len]);
+                    next.push(codes[b] + offset);
                 }
-                rows = next;
+                ids = next;
                 len += 1;
             }
-            let ids = Tensor::from_vec(rows.clone(), (r, len), &Device::Cpu)?; // (R, len)
-            let h = self.hidden(&ids, tables.as_ref(), None, &Mode::eval())?; // (R, len, C)
+            let t = Tensor::from_vec(ids.clone(), (r, len), &Device::Cpu)?; // (R, len)
+            let h = self.hidden(&t, tables.as_ref(), None, &Mode::eval())?; // (R, len, C)
             Ok(self
                 .code_head(&h.narrow(1, len - 1, 1)?, tables.as_ref())?
                 .flatten_all()?
@@ -487,55 +514,68 @@ impl Prior {
         })
     }
 
-    /// The prefix of every row, flattened (R, L + 1): the captions and `<image>`, then (with
-    /// guidance ≠ 1) as many all-`<pad>` captions and `<image>`.
-    fn rows(&self, captions: &[Vec<u32>], s: &CodeSampling) -> Result<Vec<u32>> {
+    /// The rows of a drawing: every picture's captions (each with `<image>`), then, with
+    /// guidance ≠ 1 or a picture of several captions, one all-`<pad>` row per picture.
+    fn rows(&self, parts: &[Vec<Vec<u32>>], s: &CodeSampling) -> Result<Rows> {
         let l = self.config.caption_len;
-        if captions.is_empty() {
+        if parts.is_empty() {
             return Err(Error::shape("prior: no captions to sample for"));
         }
-        for (i, c) in captions.iter().enumerate() {
-            if c.len() != l {
-                return Err(Error::shape(format!(
-                    "prior: caption {i} has {} word ids, expected exactly {l} (pad with <pad>)",
-                    c.len()
-                )));
+        let mut rows = Rows {
+            prefix: Vec::new(),
+            owner: Vec::new(),
+            parts: Vec::with_capacity(parts.len()),
+            uncond: None,
+        };
+        for (b, captions) in parts.iter().enumerate() {
+            if captions.is_empty() {
+                return Err(Error::shape(format!("prior: picture {b} has no caption")));
             }
-            if let Some(&bad) = c.iter().find(|&&w| w as usize >= self.config.text_vocab) {
-                return Err(Error::shape(format!(
-                    "prior: word id {bad} out of range for a caption vocabulary of {}",
-                    self.config.text_vocab
-                )));
+            let first = rows.owner.len();
+            for c in captions {
+                if c.len() != l {
+                    return Err(Error::shape(format!(
+                        "prior: caption {b} has {} word ids, expected exactly {l} (pad with <pad>)",
+                        c.len()
+                    )));
+                }
+                if let Some(&bad) = c.iter().find(|&&w| w as usize >= self.config.text_vocab) {
+                    return Err(Error::shape(format!(
+                        "prior: word id {bad} out of range for a caption vocabulary of {}",
+                        self.config.text_vocab
+                    )));
+                }
+                rows.prefix.extend_from_slice(c);
+                rows.prefix.push(self.config.image_token());
+                rows.owner.push(b);
             }
+            rows.parts.push(first..rows.owner.len());
         }
-        let guided = s.guidance != 1.0;
-        let mut rows = Vec::with_capacity(2 * captions.len() * (l + 1));
-        for c in captions {
-            rows.extend_from_slice(c);
-            rows.push(self.config.image_token());
-        }
-        if guided {
-            for _ in captions {
-                rows.extend(std::iter::repeat_n(PAD_ID, l));
-                rows.push(self.config.image_token());
+        if s.guidance != 1.0 || parts.iter().any(|c| c.len() > 1) {
+            rows.uncond = Some(rows.owner.len());
+            for b in 0..parts.len() {
+                rows.prefix.extend(std::iter::repeat_n(PAD_ID, l));
+                rows.prefix.push(self.config.image_token());
+                rows.owner.push(b);
             }
         }
         Ok(rows)
     }
 
     /// The sampling loop shared by the cached and the uncached versions: `step(None)` gives
-    /// the code logits (R·K) after the prefix, `step(Some(codes))` after feeding each row's
-    /// newest code (one per picture; the unconditional twin of picture b gets b's code).
+    /// the code logits (R·K) after the prefix, `step(Some(codes))` after feeding each row the
+    /// newest code of its picture (one per picture).
     fn sample_loop(
         &self,
-        b: usize,
+        rows: &Rows,
         s: &CodeSampling,
         rngs: &mut [kiln_core::Rng],
         mut step: impl FnMut(Option<&[u32]>) -> Result<Vec<f32>>,
     ) -> Result<Vec<Vec<u32>>> {
+        let b = rows.parts.len();
         if rngs.len() != b {
             return Err(Error::shape(format!(
-                "prior: {b} captions need {b} generators, got {}",
+                "prior: {b} pictures need {b} generators, got {}",
                 rngs.len()
             )));
         }
@@ -545,7 +585,6 @@ impl Prior {
             }
         }
         let (k, n) = (self.config.codebook_size, self.config.n_codes());
-        let guided = s.guidance != 1.0;
         let cfg = SamplingConfig {
             temperature: s.temperature,
             top_k: (s.top_k > 0).then_some(s.top_k),
@@ -558,15 +597,19 @@ impl Prior {
         for j in 0..n {
             let mut newest = Vec::with_capacity(b);
             for (i, rng) in rngs.iter_mut().enumerate() {
-                let cond = &logits[i * k..(i + 1) * k];
-                let row: &[f32] = if guided {
-                    let uncond = &logits[(b + i) * k..(b + i + 1) * k];
-                    for ((m, &c), &u) in mixed.iter_mut().zip(cond).zip(uncond) {
-                        *m = u + g * (c - u);
+                let at = |row: usize| &logits[row * k..(row + 1) * k];
+                let row: &[f32] = match rows.uncond {
+                    None => at(rows.parts[i].start),
+                    Some(u0) => {
+                        let uncond = at(u0 + i);
+                        mixed.copy_from_slice(uncond);
+                        for c in rows.parts[i].clone() {
+                            for ((m, &c), &u) in mixed.iter_mut().zip(at(c)).zip(uncond) {
+                                *m += g * (c - u);
+                            }
+                        }
+                        &mixed
                     }
-                    &mixed
-                } else {
-                    cond
                 };
                 let code = sample_next(row, &cfg, rng);
                 out[i].push(code);
@@ -578,6 +621,23 @@ impl Prior {
         }
         Ok(out)
     }
+}
+
+/// The rows a drawing runs through the prior (see [`Prior::rows`]).
+struct Rows {
+    /// Each row's caption and `<image>`, flattened (R, L + 1).
+    prefix: Vec<u32>,
+    /// The picture each row draws.
+    owner: Vec<usize>,
+    /// Each picture's caption rows.
+    parts: Vec<std::ops::Range<usize>>,
+    /// The first all-`<pad>` row (picture b's is this + b), if any.
+    uncond: Option<usize>,
+}
+
+/// One caption per picture, as [`Prior::sample_composed`] takes them.
+fn one_part_each(captions: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
+    captions.iter().map(|c| vec![c.clone()]).collect()
 }
 
 impl TrainStep for Prior {

@@ -280,6 +280,98 @@ fn guidance_one_is_the_conditional_model() {
     assert!(uncond.iter().all(|c| c == &uncond[0]));
 }
 
+#[test]
+fn composed_sampling_mixes_each_caption_against_the_unconditional_rows() {
+    let (prior, _) = overfit();
+    let (captions, _) = handful();
+    let ids = caption_ids(&captions);
+    // one caption per picture is plain sampling
+    let one: Vec<Vec<Vec<u32>>> = ids.iter().map(|c| vec![c.clone()]).collect();
+    let s = CodeSampling {
+        guidance: 1.5,
+        temperature: 1.2,
+        top_k: 0,
+    };
+    assert_eq!(
+        prior.sample(&ids, &s, &mut rngs(PICTURES, 2)).unwrap(),
+        prior
+            .sample_composed(&one, &s, &mut rngs(PICTURES, 2))
+            .unwrap()
+    );
+    // a caption twice at guidance g is u + 2g·(c − u): the caption once at guidance 2g
+    let twice: Vec<Vec<Vec<u32>>> = ids.iter().map(|c| vec![c.clone(), c.clone()]).collect();
+    for g in [0.5, 1.0, 1.5] {
+        assert_eq!(
+            prior
+                .sample_composed(&twice, &greedy(g), &mut rngs(PICTURES, 3))
+                .unwrap(),
+            prior
+                .sample(&ids, &greedy(2.0 * g), &mut rngs(PICTURES, 3))
+                .unwrap(),
+            "g = {g}"
+        );
+    }
+    // pictures of different caption counts in one batch, cached as uncached
+    let mixed: Vec<Vec<Vec<u32>>> = vec![
+        vec![ids[0].clone(), ids[1].clone()],
+        vec![ids[2].clone()],
+        vec![ids[3].clone(), ids[0].clone(), ids[2].clone()],
+    ];
+    let cached = prior.sample_composed(&mixed, &s, &mut rngs(3, 7)).unwrap();
+    let full = prior
+        .sample_composed_uncached(&mixed, &s, &mut rngs(3, 7))
+        .unwrap();
+    assert_eq!(cached, full);
+    assert!(cached.iter().all(|c| c.len() == 64));
+    // a picture without captions is an error, not a panic
+    let e = prior
+        .sample_composed(&[vec![]], &s, &mut rngs(1, 0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("picture 0 has no caption"), "{e}");
+}
+
+#[test]
+fn composition_splits_fully_described_objects_into_partial_captions() {
+    let m = tiny_model();
+    let v = Vocabulary::shapes();
+    let words = |ids: &[u32]| v.decode(ids);
+    let parts = m
+        .caption_parts("a small red circle in the top left and top right: a blue star, large")
+        .unwrap();
+    let got: Vec<String> = parts.iter().map(|p| words(p)).collect();
+    assert_eq!(
+        got,
+        [
+            "and a small red circle in the top left",
+            "and a large blue star in the top right"
+        ]
+    );
+    // an object without size or place, one object, or no shapes grammar: the whole prompt
+    for whole in [
+        "a red circle and a blue star",
+        "a small red circle in the top left",
+        "red red red",
+    ] {
+        let parts = m.caption_parts(whole).unwrap();
+        assert_eq!(parts.len(), 1, "{whole}");
+        assert_eq!(words(&parts[0]), whole);
+    }
+    // unknown words are still named
+    let e = m.caption_parts("a plaid circle").unwrap_err().to_string();
+    assert!(e.contains("plaid"), "{e}");
+    // the model draws with composition too, reproducibly
+    let s = ImageSampling {
+        n: 2,
+        compose: true,
+        ..Default::default()
+    };
+    let prompt = "a small red circle in the top left and a large blue star in the top right";
+    let a = m.generate(prompt, &s).unwrap();
+    assert_eq!(a, m.generate(prompt, &s).unwrap());
+    assert_eq!(a.len(), 2);
+}
+
 /// An image model over the overfitted prior and a fresh tiny VQ-VAE (K = 16).
 fn tiny_model() -> ImageModel {
     let (_, prior_tensors) = overfit();

@@ -43,6 +43,15 @@ pub struct EvalImageArgs {
     /// Draw each code among the K most likely only (0: all) [default: the model's].
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
+    /// Draw a prompt of several fully described objects from its one-object captions, each
+    /// object guided by its own (`true`), or every prompt from its whole caption (`false`)
+    /// [default: the model's].
+    #[arg(long, value_name = "true|false")]
+    pub compose: Option<bool>,
+    /// Candidates the reranker chooses among for each kept picture, where the benchmark
+    /// reranks, at least 2 [default: the model's, or 8 where that is 1].
+    #[arg(long, value_name = "N")]
+    pub rerank: Option<usize>,
     /// Judge the model's VQ-VAE instead of the whole model: exact renders of each prompt,
     /// encoded and decoded (the ceiling the tokenizer sets; shapes models only, no reranking).
     #[arg(long)]
@@ -85,11 +94,16 @@ pub fn run(args: &EvalImageArgs) -> Result<()> {
             .context("cannot load kiln's embedded text-to-image model")?,
     };
     let d = model.sampling().clone();
+    if args.rerank.is_some_and(|n| n < 2) {
+        bail!("--rerank: expected at least 2 candidates to choose among, got 1 or fewer");
+    }
     model
         .set_sampling(kiln_models::text2image::ImageSampling {
             guidance: args.guidance.unwrap_or(d.guidance),
             temperature: args.temperature.unwrap_or(d.temperature),
             top_k: args.top_k.unwrap_or(d.top_k),
+            compose: args.compose.unwrap_or(d.compose),
+            rerank: args.rerank.unwrap_or(d.rerank),
             ..d
         })
         .context("bad sampling option")?;
@@ -163,6 +177,8 @@ mod tests {
             guidance: None,
             temperature: None,
             top_k: None,
+            compose: None,
+            rerank: None,
             tokenizer_ceiling: false,
             no_rerank: true,
             json: true,

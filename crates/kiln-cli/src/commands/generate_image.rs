@@ -34,6 +34,11 @@ pub struct ImageArgs {
     /// Draw each code among the K most likely only (0: all) [default: the model's].
     #[arg(long, value_name = "K")]
     top_k: Option<usize>,
+    /// Draw a prompt of several fully described objects from its one-object captions, each
+    /// object guided by its own (`true`), or every prompt from its whole caption (`false`)
+    /// [default: the model's].
+    #[arg(long, value_name = "true|false")]
+    compose: Option<bool>,
     /// Draw N candidates per picture and keep the one the reranker scores best (needs a model
     /// with a reranker).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -73,6 +78,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
         top_k: a.top_k.unwrap_or(d.top_k),
         seed: a.seed,
         rerank: a.rerank,
+        compose: a.compose.unwrap_or(d.compose),
     };
     if a.scale == 0 {
         anyhow::bail!("--scale must be at least 1");

@@ -51,6 +51,12 @@ pub struct ImageSampling {
     /// Candidates drawn per kept picture, ≥ 1; above 1 a [`Reranker`] keeps the best of each
     /// group (default 1: no reranking).
     pub rerank: usize,
+    /// Compose a shapes prompt of several fully described objects ("a small red circle in the
+    /// top left and a large blue square in the center") from its objects' partial captions
+    /// ([`crate::text2image::Prior::sample_composed`]), each object guided by its own caption
+    /// (default false). Other prompts are drawn from the whole caption. Only for a prior
+    /// trained with partial captions (`kiln train dalle --partial-captions`).
+    pub compose: bool,
 }
 
 impl Default for ImageSampling {
@@ -62,6 +68,7 @@ impl Default for ImageSampling {
             top_k: 0,
             seed: 0,
             rerank: 1,
+            compose: false,
         }
     }
 }
@@ -426,6 +433,27 @@ impl ImageModel {
             .encode_padded(prompt, self.settings.caption_len)?)
     }
 
+    /// The word ids of the captions [`ImageSampling::compose`] draws `prompt` from: one
+    /// partial caption per object of a shapes prompt whose objects all name their size and
+    /// cell (kiln-data's `partial_caption`, first template), else the prompt itself.
+    pub fn caption_parts(&self, prompt: &str) -> Result<Vec<Vec<u32>>> {
+        let whole = || Ok(vec![self.encode_prompt(prompt)?]);
+        if self.settings.dataset != "shapes" {
+            return whole();
+        }
+        let Ok(parsed) = kiln_data::shapes::parse_prompt(prompt) else {
+            return whole();
+        };
+        let objects: Option<Vec<_>> = parsed.objects.iter().map(|o| o.object()).collect();
+        match objects {
+            Some(objects) if objects.len() > 1 => objects
+                .iter()
+                .map(|o| self.encode_prompt(&kiln_data::shapes::partial_caption(o, 0)))
+                .collect(),
+            _ => whole(),
+        }
+    }
+
     /// `s.n` pictures for `prompt`, each 32·32·3 bytes, channels last. With `s.rerank` > 1,
     /// `s.n · s.rerank` candidates are drawn and the reranker keeps the best of each group of
     /// `s.rerank`. Pictures are drawn 32 at a time (with guidance, each beside its
@@ -443,6 +471,10 @@ impl ImageModel {
                     "1, since this model has no reranker (clip/ folder) to choose among candidates",
                 )),
             };
+        let parts = match s.compose {
+            true => self.caption_parts(prompt)?,
+            false => vec![ids],
+        };
         let total = s.n * s.rerank;
         let code_sampling = CodeSampling {
             guidance: s.guidance,
@@ -456,8 +488,10 @@ impl ImageModel {
             let mut rngs: Vec<kiln_core::Rng> = (start..start + b)
                 .map(|i| kiln_core::rng(picture_seed(s.seed, i)))
                 .collect();
-            let captions = vec![ids.clone(); b];
-            let codes = self.prior.sample(&captions, &code_sampling, &mut rngs)?;
+            let captions = vec![parts.clone(); b];
+            let codes = self
+                .prior
+                .sample_composed(&captions, &code_sampling, &mut rngs)?;
             let codes = Tensor::from_vec(codes.concat(), (b, g, g), &candle_core::Device::Cpu)?; // (B, G, G)
             pictures.extend(tensor_to_images(&self.vqvae.decode(&codes)?)?);
         }

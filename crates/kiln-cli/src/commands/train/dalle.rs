@@ -10,9 +10,10 @@ use kiln_core::folder::Tensors;
 use kiln_core::ModelFolder;
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
 
-use kiln_data::shapes::{Vocabulary, IMAGE_SIZE};
+use kiln_data::shapes::{partial_caption, Vocabulary, IMAGE_SIZE, TEMPLATES_ONE};
 use kiln_models::text2image::{folder::VQVAE_KIND, ImageModel, ImageSampling, Prior, PriorConfig};
 use kiln_models::vqvae::{images_to_tensor, VqVae, VqVaeConfig};
+use rand::Rng as _;
 
 use super::vqvae::{mnist_split, shapes_split, ImageSet};
 use super::*;
@@ -71,6 +72,16 @@ pub(super) struct DalleArgs {
     /// validation (0: kiln-data's standard placement; see `ShapesParams::jitter`)
     #[arg(long, value_name = "PX", default_value_t = 0.0)]
     jitter: f64,
+    /// For each two-object training picture, with this probability add a copy captioned
+    /// with one of its objects alone, as a partial caption ("and a small red circle in the
+    /// top left", kiln-data's `partial_caption`), in [0, 1] (shapes only). Such a prior can
+    /// compose two-object prompts from their objects' partial captions (`--compose`).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    partial_captions: f64,
+    /// Store composition of several-object prompts as the model's sampling default (see
+    /// `kiln generate image --compose`)
+    #[arg(long)]
+    compose: bool,
     /// Over a layered tokenizer, draw each code's colour given its pattern (a small head on
     /// the hidden state and the pattern) instead of independently of it
     #[arg(long)]
@@ -106,11 +117,20 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
         ImageSet::Shapes => {
             let two = if train { a.two_object_fraction } else { None };
             let samples = shapes_split(a.run.seed, n, train, two, a.jitter)?;
-            let captions = samples.iter().map(|s| s.caption.clone()).collect();
-            Ok((
-                captions,
-                samples.into_iter().flat_map(|s| s.image).collect(),
-            ))
+            let mut captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
+            let mut bytes: Vec<u8> = samples.iter().flat_map(|s| s.image.clone()).collect();
+            if train && a.partial_captions > 0.0 {
+                let mut rng = kiln_core::rng(a.run.seed ^ 0x5041_5254);
+                for s in samples.iter().filter(|s| s.objects.len() > 1) {
+                    if rng.random::<f64>() < a.partial_captions {
+                        let o = &s.objects[rng.random_range(0..s.objects.len())];
+                        let template = rng.random_range(0..TEMPLATES_ONE);
+                        captions.push(partial_caption(o, template));
+                        bytes.extend_from_slice(&s.image);
+                    }
+                }
+            }
+            Ok((captions, bytes))
         }
         ImageSet::Digits => {
             let m = mnist_split(a.mnist.as_deref(), train)?;
@@ -174,9 +194,19 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         guidance: a.guidance,
         temperature: a.temperature,
         top_k: a.top_k,
+        compose: a.compose,
         ..ImageSampling::default()
     };
     sampling.validate().context("invalid sampling defaults")?;
+    if !(0.0..=1.0).contains(&a.partial_captions) {
+        bail!(
+            "--partial-captions must be a probability in [0, 1], got {}",
+            a.partial_captions
+        );
+    }
+    if a.partial_captions > 0.0 && a.dataset != ImageSet::Shapes {
+        bail!("--partial-captions needs --dataset shapes (digit captions name one object)");
+    }
     let (vq_parts, vq) = load_vqvae(&a.vqvae)?;
     let vocab = match a.dataset {
         ImageSet::Shapes => Vocabulary::shapes(),
@@ -219,6 +249,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         "val_size": a.val_size,
         "two_object_fraction": a.two_object_fraction,
         "jitter": a.jitter,
+        "partial_captions": a.partial_captions,
     });
     let mut config = a.run.train_config(record)?;
     match &mut config.schedule {
