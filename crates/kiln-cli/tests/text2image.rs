@@ -58,6 +58,9 @@ fn dalle_trains_resumes_and_draws() {
         "0.5",
         "--jitter",
         "1",
+        "--partial-captions",
+        "1",
+        "--compose",
         "--batch-size",
         "16",
         "--quiet",
@@ -81,6 +84,11 @@ fn dalle_trains_resumes_and_draws() {
     )
     .unwrap();
     assert_eq!(prior["model"]["colour_codes"], 4, "{prior}");
+    // --compose is stored as the model's sampling default
+    let top: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(top["model"]["sampling"]["compose"], true, "{top}");
     let v = json(d, &[&args[..], &["--steps", "3", "--resume"]].concat());
     assert_eq!(
         (v["start_step"].as_u64(), v["steps"].as_u64()),
@@ -125,6 +133,18 @@ fn dalle_trains_resumes_and_draws() {
     let one = image::open(d.join("one.png")).unwrap().to_rgb8();
     for (x, y, p) in one.enumerate_pixels() {
         assert_eq!(grid.get_pixel(x, y), p);
+    }
+    // a two-object prompt, composed by the model's default or drawn whole on request
+    let two = "a small red circle in the top left and a large blue star in the center";
+    for (flag, composed) in [(None, true), (Some("false"), false)] {
+        let mut a = vec![
+            "generate", "image", "--model", "run", "--prompt", two, "--out", "two.png", "--json",
+        ];
+        if let Some(f) = flag {
+            a.extend(["--compose", f]);
+        }
+        let v = json(d, &a);
+        assert_eq!(v["sampling"]["compose"], composed, "{v}");
     }
 
     let e = fails(
@@ -211,6 +231,20 @@ fn dalle_trains_resumes_and_draws() {
         ],
     );
     assert!(e.contains("jitter") && e.contains("[0, 2]"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "dalle",
+            "--vqvae",
+            "vq",
+            "--partial-captions",
+            "1.5",
+            "--out",
+            "r6",
+        ],
+    );
+    assert!(e.contains("--partial-captions") && e.contains("1.5"), "{e}");
 }
 
 #[test]
