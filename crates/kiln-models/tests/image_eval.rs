@@ -587,3 +587,42 @@ fn spec_matching_uses_objects() {
         }
     }
 }
+
+#[test]
+fn the_embedded_model_binds_two_objects_colours_by_composing() {
+    // seen two-object prompts that describe both objects fully: composed from their objects'
+    // partial captions, each colour lands on its own object far more often than when the
+    // whole caption is drawn at once (on these six: 97.9% against 70.8%; on all 24 seen
+    // prompts 90.6% against 82.0%, without reranking)
+    let judge = embedded_shapes_judge().unwrap();
+    let two: Vec<Prompt> = seen_prompts()
+        .into_iter()
+        .filter(|p| {
+            p.objects.len() == 2
+                && p.objects
+                    .iter()
+                    .all(|o| o.size.is_some() && o.cell.is_some())
+        })
+        .take(6)
+        .collect();
+    assert_eq!(two.len(), 6);
+    let s = EvalSettings {
+        samples: 4,
+        seed: 1,
+        rerank: vec![false],
+    };
+    let colour = |compose| {
+        let mut m = kiln_models::text2image::embedded().unwrap();
+        let d = m.sampling().clone();
+        m.set_sampling(kiln_models::text2image::ImageSampling { compose, ..d })
+            .unwrap();
+        let r = evaluate_shapes(&m, &judge, &two, &s).unwrap();
+        r.groups[0].rates.colour.unwrap()
+    };
+    let (composed, whole) = (colour(true), colour(false));
+    assert!(composed >= 0.9, "composed {composed}, whole {whole}");
+    assert!(
+        composed >= whole + 0.1,
+        "composed {composed}, whole {whole}"
+    );
+}
