@@ -456,11 +456,16 @@ impl ImageModel {
 
     /// `s.n` pictures for `prompt`, each 32·32·3 bytes, channels last. With `s.rerank` > 1,
     /// `s.n · s.rerank` candidates are drawn and the reranker keeps the best of each group of
-    /// `s.rerank`. Pictures are drawn 32 at a time (with guidance, each beside its
-    /// unconditional twin) through the prior's KV cache, then decoded together.
+    /// `s.rerank`. Pictures are drawn 32 at a time (each caption row beside the picture's
+    /// unconditional row, where guided or composed) through the prior's KV cache, then
+    /// decoded together.
     pub fn generate(&self, prompt: &str, s: &ImageSampling) -> Result<Vec<Vec<u8>>> {
         s.validate()?;
-        let ids = self.encode_prompt(prompt)?;
+        // the prompt's word ids first, so that unknown words are named before any other error
+        let parts = match s.compose {
+            true => self.caption_parts(prompt)?,
+            false => vec![self.encode_prompt(prompt)?],
+        };
         let reranker =
             match (s.rerank > 1, &self.reranker) {
                 (false, _) => None,
@@ -471,10 +476,6 @@ impl ImageModel {
                     "1, since this model has no reranker (clip/ folder) to choose among candidates",
                 )),
             };
-        let parts = match s.compose {
-            true => self.caption_parts(prompt)?,
-            false => vec![ids],
-        };
         let total = s.n * s.rerank;
         let code_sampling = CodeSampling {
             guidance: s.guidance,
