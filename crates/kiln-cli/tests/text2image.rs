@@ -61,6 +61,10 @@ fn dalle_trains_resumes_and_draws() {
         "--partial-captions",
         "1",
         "--compose",
+        "--compose-guidance",
+        "1.25",
+        "--image-positions",
+        "factorized",
         "--batch-size",
         "16",
         "--quiet",
@@ -84,11 +88,13 @@ fn dalle_trains_resumes_and_draws() {
     )
     .unwrap();
     assert_eq!(prior["model"]["colour_codes"], 4, "{prior}");
-    // --compose is stored as the model's sampling default
+    assert_eq!(prior["model"]["image_positions"], "factorized", "{prior}");
+    // --compose and --compose-guidance are stored as the model's sampling defaults
     let top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap())
             .unwrap();
     assert_eq!(top["model"]["sampling"]["compose"], true, "{top}");
+    assert_eq!(top["model"]["sampling"]["compose_guidance"], 1.25, "{top}");
     let v = json(d, &[&args[..], &["--steps", "3", "--resume"]].concat());
     assert_eq!(
         (v["start_step"].as_u64(), v["steps"].as_u64()),
@@ -145,7 +151,41 @@ fn dalle_trains_resumes_and_draws() {
         }
         let v = json(d, &a);
         assert_eq!(v["sampling"]["compose"], composed, "{v}");
+        assert_eq!(v["sampling"]["compose_guidance"], 1.25, "{v}");
     }
+    let v = json(
+        d,
+        &[
+            "generate",
+            "image",
+            "--model",
+            "run",
+            "--prompt",
+            two,
+            "--compose-guidance",
+            "0.5",
+            "--out",
+            "two.png",
+            "--json",
+        ],
+    );
+    assert_eq!(v["sampling"]["compose_guidance"], 0.5, "{v}");
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "image",
+            "--model",
+            "run",
+            "--prompt",
+            two,
+            "--compose-guidance",
+            "nan",
+            "--out",
+            "x.png",
+        ],
+    );
+    assert!(e.contains("compose_guidance") && e.contains("NaN"), "{e}");
 
     let e = fails(
         d,
@@ -245,6 +285,20 @@ fn dalle_trains_resumes_and_draws() {
         ],
     );
     assert!(e.contains("--partial-captions") && e.contains("1.5"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "dalle",
+            "--vqvae",
+            "vq",
+            "--image-positions",
+            "diagonal",
+            "--out",
+            "r7",
+        ],
+    );
+    assert!(e.contains("diagonal") && e.contains("factorized"), "{e}");
 }
 
 #[test]

@@ -6,8 +6,11 @@
 //!   The sequence is the caption padded with `<pad>` to `caption_len` words, then `<image>`,
 //!   then the codes in raster order. Text tokens and image codes have disjoint rows of `wte`,
 //!   and text positions (0..L) and image positions (L..L+G²) disjoint learned rows of `wpe`:
-//!   these are the separate text and image embeddings of DALL-E. The loss is the
-//!   cross-entropy of the image codes only, with logits restricted to the K code ids.
+//!   these are the separate text and image embeddings of DALL-E. With
+//!   [`ImagePositions::Factorized`] an image position is instead its grid row's vector plus
+//!   its grid column's vector, so cells along a row or a column share what they learn. The
+//!   loss is the cross-entropy of the image codes only, with logits restricted to the K code
+//!   ids.
 //! * With a layered tokenizer (`colour_codes` > 0) a code is a (pattern, colour) pair and
 //!   is not a row of `wte`: its embedding is the sum of a pattern row and a colour row, and
 //!   its logit, tied to it, the sum of a pattern score and a colour score, so the softmax over
@@ -80,6 +83,24 @@ pub struct PriorConfig {
     /// + b)` (`colour_head.weight` W (C, C), `colour_head.bias` b), and the code's logit is
     /// `log p(p | h) + log p(c | h, p)`.
     pub colour_given_pattern: bool,
+    /// How image positions are embedded (default [`ImagePositions::Absolute`]).
+    pub image_positions: ImagePositions,
+}
+
+/// How the prior tells the G² image positions apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImagePositions {
+    /// GPT-2's learned table: rows L..L+N of `wpe`, one free vector per position.
+    #[default]
+    Absolute,
+    /// The position that predicts code (r, c) of the grid is `image_row[r] + image_col[c]`
+    /// (`image_row.weight`, `image_col.weight`, both (G, C)); text positions keep `wpe`'s
+    /// rows 0..L and its image rows go unused. Cells in one row share the row vector and cells
+    /// in one column the column vector, so what a shape looks like in one cell carries over to
+    /// the cells beside it: the prior is asked to draw shapes in cells where training never
+    /// showed them (`kiln_data::shapes::HELD_OUT_SHAPE_CELL`).
+    Factorized,
 }
 
 impl Default for PriorConfig {
@@ -96,6 +117,7 @@ impl Default for PriorConfig {
             cond_drop: 0.1,
             colour_codes: 0,
             colour_given_pattern: false,
+            image_positions: ImagePositions::Absolute,
         }
     }
 }
@@ -208,6 +230,8 @@ pub struct Prior {
     config: PriorConfig,
     gpt: Gpt2,
     factors: Option<Factors>,
+    /// `image_row.weight` and `image_col.weight` (G, C) with factorized image positions.
+    grid_positions: Option<(Tensor, Tensor)>,
 }
 
 impl Prior {
@@ -239,12 +263,55 @@ impl Prior {
                 })
             }
         };
+        let grid_positions = match config.image_positions {
+            ImagePositions::Absolute => None,
+            ImagePositions::Factorized => {
+                let init = candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: gpt_config.initializer_range,
+                };
+                let (g, c) = (config.grid, config.n_embd);
+                Some((
+                    vb.get_with_hints((g, c), "image_row.weight", init)?,
+                    vb.get_with_hints((g, c), "image_col.weight", init)?,
+                ))
+            }
+        };
         let gpt = Gpt2::new(&gpt_config, vb)?;
         Ok(Self {
             config,
             gpt,
             factors,
+            grid_positions,
         })
+    }
+
+    /// Position embeddings (T, C) of sequence positions `past..past + t` with factorized
+    /// image positions: `wpe`'s rows for the caption, then `image_row[r] + image_col[c]` for
+    /// the position L + i that predicts code i = (r, c) = (i / G, i mod G).
+    fn placed_positions(
+        &self,
+        rows: &Tensor,
+        cols: &Tensor,
+        past: usize,
+        t: usize,
+    ) -> Result<Tensor> {
+        let (l, g, c) = (
+            self.config.caption_len,
+            self.config.grid,
+            self.config.n_embd,
+        );
+        let text = self.gpt.wpe().narrow(0, 0, l)?; // (L, C)
+        let image = rows.unsqueeze(1)?.broadcast_add(&cols.unsqueeze(0)?)?; // (G, G, C)
+        let all = Tensor::cat(&[text, image.reshape((g * g, c))?], 0)?; // (L+N, C)
+        if past + t > l + g * g {
+            return Err(Error::shape(format!(
+                "prior: sequence of {} tokens exceeds caption + codes = {}",
+                past + t,
+                l + g * g
+            )));
+        }
+        Ok(all.narrow(0, past, t)?) // (T, C)
     }
 
     /// The embedding tables of factorized codes (`None` for plain ones).
@@ -275,8 +342,12 @@ impl Prior {
         cache: Option<&mut KvCache>,
         mode: &Mode,
     ) -> Result<Tensor> {
-        let Some(CodeTables { vocab: table, .. }) = tables else {
-            return self.gpt.hidden(ids, cache, None, mode);
+        let table = match (tables, &self.grid_positions) {
+            (Some(CodeTables { vocab, .. }), _) => vocab,
+            (None, Some(_)) => self.gpt.wte().ok_or_else(|| {
+                Error::shape("prior: packed weights cannot place image positions")
+            })?,
+            (None, None) => return self.gpt.hidden(ids, cache, None, mode),
         };
         let (b, t) = ids.dims2()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
@@ -289,7 +360,14 @@ impl Prior {
         let tok = table
             .embedding(&flat)?
             .reshape((b, t, self.config.n_embd))?; // (B, T, C)
-        self.gpt.hidden_embedded(&tok, cache, mode)
+        match &self.grid_positions {
+            None => self.gpt.hidden_embedded(&tok, cache, mode),
+            Some((rows, cols)) => {
+                let past = cache.as_ref().map_or(0, |c| c.len());
+                let pe = self.placed_positions(rows, cols, past, t)?; // (T, C)
+                self.gpt.hidden_placed(&tok, &pe, cache, mode)
+            }
+        }
     }
 
     /// The hyperparameters.

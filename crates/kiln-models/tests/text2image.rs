@@ -31,6 +31,7 @@ fn tiny_config() -> PriorConfig {
         cond_drop: 0.1,
         colour_codes: 0,
         colour_given_pattern: false,
+        image_positions: ImagePositions::Absolute,
     }
 }
 
@@ -148,6 +149,93 @@ fn factorized_codes_score_a_pattern_plus_a_colour_and_still_learn() {
     assert!(widest > 1e-3, "logits all zero");
     // it still learns the handful, and the KV cache changes nothing
     learns_the_handful_and_caches_exactly(cfg);
+}
+
+#[test]
+fn factorized_positions_place_codes_by_row_and_column() {
+    let cfg = PriorConfig {
+        image_positions: ImagePositions::Factorized,
+        ..tiny_config()
+    };
+    let vars = SeededVarMap::new(4);
+    let prior = Prior::new(cfg.clone(), vars.var_builder()).unwrap();
+    let var = |name: &str| vars.var_map().data().lock().unwrap()[name].clone();
+    assert_eq!(var("image_row.weight").dims(), &[8, 32]);
+    assert_eq!(var("image_col.weight").dims(), &[8, 32]);
+    let (_, _, before) = handful_logits(&prior); // (4, 64, 16)
+                                                 // wpe's image rows (17..81) are not used; its caption rows are
+    let wpe = var("wpe.weight");
+    let original = wpe.as_tensor().copy().unwrap();
+    let noise = |rows: usize| Tensor::randn(0f32, 1.0, (rows, 32), &Device::Cpu).unwrap();
+    let text = original.narrow(0, 0, 17).unwrap();
+    wpe.set(&Tensor::cat(&[&text, &noise(64)], 0).unwrap())
+        .unwrap();
+    let (_, _, same) = handful_logits(&prior);
+    let diff = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        diff(&before, &same),
+        0.0,
+        "wpe's image rows changed the logits"
+    );
+    wpe.set(&Tensor::cat(&[&noise(17), &original.narrow(0, 17, 64).unwrap()], 0).unwrap())
+        .unwrap();
+    let (_, _, moved) = handful_logits(&prior);
+    assert!(diff(&before, &moved) > 1e-3, "wpe's caption rows are used");
+    wpe.set(&original).unwrap();
+    // one row vector moves the codes of that grid row (r = 5: codes 40..48) and the ones
+    // after it, never the ones before
+    let rows = var("image_row.weight");
+    let r = rows.as_tensor().copy().unwrap();
+    let bumped = Tensor::cat(
+        &[
+            &r.narrow(0, 0, 5).unwrap(),
+            &noise(1),
+            &r.narrow(0, 6, 2).unwrap(),
+        ],
+        0,
+    )
+    .unwrap();
+    rows.set(&bumped).unwrap();
+    let (_, _, after) = handful_logits(&prior);
+    assert_eq!(
+        diff(
+            &before.narrow(1, 0, 40).unwrap(),
+            &after.narrow(1, 0, 40).unwrap()
+        ),
+        0.0
+    );
+    for i in [40, 47] {
+        let (a, b) = (
+            before.narrow(1, i, 1).unwrap(),
+            after.narrow(1, i, 1).unwrap(),
+        );
+        assert!(diff(&a, &b) > 1e-3, "code {i} ignored its row vector");
+    }
+    // it learns the handful and the KV cache changes nothing, with plain and layered codes
+    learns_the_handful_and_caches_exactly(cfg.clone());
+    learns_the_handful_and_caches_exactly(PriorConfig {
+        colour_codes: 4,
+        ..cfg
+    });
+    // a config saved before the option existed reads as absolute positions
+    let mut old = serde_json::to_value(tiny_config()).unwrap();
+    old.as_object_mut().unwrap().remove("image_positions");
+    let read: PriorConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(read.image_positions, ImagePositions::Absolute);
+    let bad = serde_json::json!({ "image_positions": "diagonal" });
+    let e = serde_json::from_value::<PriorConfig>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("diagonal") && e.contains("factorized"), "{e}");
 }
 
 /// A prior of `cfg` trained on the handful draws its codes back, and KV-cached sampling
@@ -370,6 +458,26 @@ fn composition_splits_fully_described_objects_into_partial_captions() {
     let a = m.generate(prompt, &s).unwrap();
     assert_eq!(a, m.generate(prompt, &s).unwrap());
     assert_eq!(a.len(), 2);
+    // compose_guidance guides each object of a composed prompt, and only those
+    let at = |guidance: f64, compose_guidance: Option<f64>| ImageSampling {
+        guidance,
+        compose_guidance,
+        temperature: 1.5,
+        ..s.clone()
+    };
+    let composed = m.generate(prompt, &at(3.0, Some(0.5))).unwrap();
+    assert_eq!(composed, m.generate(prompt, &at(0.5, None)).unwrap());
+    assert_ne!(composed, m.generate(prompt, &at(3.0, None)).unwrap());
+    let one = "a small red circle in the top left";
+    assert_eq!(
+        m.generate(one, &at(3.0, Some(0.5))).unwrap(),
+        m.generate(one, &at(3.0, None)).unwrap()
+    );
+    let e = m
+        .generate(prompt, &at(3.0, Some(f64::NAN)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("compose_guidance"), "{e}");
 }
 
 /// An image model over the overfitted prior and a fresh tiny VQ-VAE (K = 16).

@@ -48,6 +48,10 @@ pub struct EvalImageArgs {
     /// [default: the model's].
     #[arg(long, value_name = "true|false")]
     pub compose: Option<bool>,
+    /// Guidance scale of each object of a composed prompt [default: the model's, or
+    /// --guidance where the model has none].
+    #[arg(long, value_name = "G")]
+    pub compose_guidance: Option<f64>,
     /// Candidates the reranker chooses among for each kept picture, where the benchmark
     /// reranks, at least 2 [default: the model's, or 8 where that is 1].
     #[arg(long, value_name = "N")]
@@ -103,6 +107,7 @@ pub fn run(args: &EvalImageArgs) -> Result<()> {
             temperature: args.temperature.unwrap_or(d.temperature),
             top_k: args.top_k.unwrap_or(d.top_k),
             compose: args.compose.unwrap_or(d.compose),
+            compose_guidance: args.compose_guidance.or(d.compose_guidance),
             rerank: args.rerank.unwrap_or(d.rerank),
             ..d
         })
@@ -178,6 +183,7 @@ mod tests {
             temperature: None,
             top_k: None,
             compose: None,
+            compose_guidance: None,
             rerank: None,
             tokenizer_ceiling: false,
             no_rerank: true,

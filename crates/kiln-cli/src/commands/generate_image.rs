@@ -39,6 +39,10 @@ pub struct ImageArgs {
     /// [default: the model's].
     #[arg(long, value_name = "true|false")]
     compose: Option<bool>,
+    /// Guidance scale of each object of a composed prompt [default: the model's, or
+    /// --guidance where the model has none].
+    #[arg(long, value_name = "G")]
+    compose_guidance: Option<f64>,
     /// Draw N candidates per picture and keep the one the reranker scores best (needs a model
     /// with a reranker).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -79,6 +83,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
         seed: a.seed,
         rerank: a.rerank,
         compose: a.compose.unwrap_or(d.compose),
+        compose_guidance: a.compose_guidance.or(d.compose_guidance),
     };
     if a.scale == 0 {
         anyhow::bail!("--scale must be at least 1");

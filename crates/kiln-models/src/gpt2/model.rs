@@ -524,6 +524,11 @@ impl Gpt2 {
         }
     }
 
+    /// The learned position embedding `wpe` (n_positions, C).
+    pub fn wpe(&self) -> &Tensor {
+        &self.wpe
+    }
+
     /// Output projection of final hidden states: (..., C) → (..., V).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let c = self.config.n_embd;
@@ -664,6 +669,38 @@ impl Gpt2 {
         self.blocks(tok, pos, (b, t, past), None, cache, mode)
     }
 
+    /// Final hidden states (B, T, C), after `ln_f`, for token embeddings `tok` (B, T, C) and
+    /// position embeddings `pe` (T, C), both made by the caller: `wpe` is not used, so a model
+    /// can place its tokens its own way (the factorized image positions of
+    /// [`crate::text2image::Prior`]). `pe` row j is the position of new token j, which follows
+    /// the `cache`'s tokens; no padding mask.
+    pub fn hidden_placed(
+        &self,
+        tok: &Tensor,
+        pe: &Tensor,
+        cache: Option<&mut KvCache>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
+        let c = self.config.n_embd;
+        let (b, t) = match tok.dims() {
+            &[b, t, cc] if t > 0 && b > 0 && cc == c => (b, t),
+            d => {
+                return Err(Error::shape(format!(
+                    "GPT-2: expected token embeddings (batch, time, {c}), got shape {d:?}"
+                )))
+            }
+        };
+        if pe.dims() != [t, c] {
+            return Err(Error::shape(format!(
+                "GPT-2: expected position embeddings (time, {c}) = ({t}, {c}), got {:?}",
+                pe.dims()
+            )));
+        }
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let xs = tok.broadcast_add(&pe.unsqueeze(0)?)?; // (B, T, C)
+        self.run_blocks(xs, (b, t, past), None, cache, mode)
+    }
+
     /// Add position embeddings `pos` (B·T) to token embeddings `tok` (B·T, C) and run the
     /// blocks and `ln_f`: (B, T, C).
     fn blocks(
@@ -672,13 +709,26 @@ impl Gpt2 {
         pos: Vec<u32>,
         (b, t, past): (usize, usize, usize),
         mask_rows: Option<&[Vec<f32>]>,
+        cache: Option<&mut KvCache>,
+        mode: &Mode,
+    ) -> Result<Tensor> {
+        let pos = Tensor::from_vec(pos, b * t, tok.device())?;
+        let pe = self.wpe.embedding(&pos)?; // (B·T, C)
+        let xs = (tok + pe)?.reshape((b, t, self.config.n_embd))?; // (B, T, C)
+        self.run_blocks(xs, (b, t, past), mask_rows, cache, mode)
+    }
+
+    /// Run the embedded and placed inputs `xs` (B, T, C) through dropout, the blocks and
+    /// `ln_f`: (B, T, C).
+    fn run_blocks(
+        &self,
+        xs: Tensor,
+        (b, t, past): (usize, usize, usize),
+        mask_rows: Option<&[Vec<f32>]>,
         mut cache: Option<&mut KvCache>,
         mode: &Mode,
     ) -> Result<Tensor> {
-        let dev = tok.device().clone();
-        let pos = Tensor::from_vec(pos, b * t, &dev)?;
-        let pe = self.wpe.embedding(&pos)?; // (B·T, C)
-        let xs = (tok + pe)?.reshape((b, t, self.config.n_embd))?; // (B, T, C)
+        let dev = xs.device().clone();
         let mut xs = self.embd_drop.forward(&xs, mode)?;
         let mask = attention_bias(b, t, past, mask_rows, &dev)?;
         for (i, block) in self.h.iter().enumerate() {

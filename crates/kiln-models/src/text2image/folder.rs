@@ -57,6 +57,10 @@ pub struct ImageSampling {
     /// (default false). Other prompts are drawn from the whole caption. Only for a prior
     /// trained with partial captions (`kiln train dalle --partial-captions`).
     pub compose: bool,
+    /// Guidance scale of each object of a composed prompt, ≥ 0 (default `None`: `guidance`).
+    /// Composition adds one guided term per object, so a composed prompt can want a smaller
+    /// scale than a prompt drawn from one caption.
+    pub compose_guidance: Option<f64>,
 }
 
 impl Default for ImageSampling {
@@ -69,6 +73,7 @@ impl Default for ImageSampling {
             seed: 0,
             rerank: 1,
             compose: false,
+            compose_guidance: None,
         }
     }
 }
@@ -85,6 +90,7 @@ impl ImageSampling {
         for (name, v) in [
             ("guidance", self.guidance),
             ("temperature", self.temperature),
+            ("compose_guidance", self.compose_guidance.unwrap_or(0.0)),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::param(name, v, "a finite number ≥ 0"));
@@ -477,8 +483,12 @@ impl ImageModel {
                 )),
             };
         let total = s.n * s.rerank;
+        let guidance = match parts.len() {
+            1 => s.guidance,
+            _ => s.compose_guidance.unwrap_or(s.guidance),
+        };
         let code_sampling = CodeSampling {
-            guidance: s.guidance,
+            guidance,
             temperature: s.temperature,
             top_k: s.top_k,
         };

@@ -11,7 +11,9 @@ use kiln_core::ModelFolder;
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
 
 use kiln_data::shapes::{partial_caption, Vocabulary, IMAGE_SIZE, TEMPLATES_ONE};
-use kiln_models::text2image::{folder::VQVAE_KIND, ImageModel, ImageSampling, Prior, PriorConfig};
+use kiln_models::text2image::{
+    folder::VQVAE_KIND, ImageModel, ImagePositions, ImageSampling, Prior, PriorConfig,
+};
 use kiln_models::vqvae::{images_to_tensor, VqVae, VqVaeConfig};
 use rand::Rng as _;
 
@@ -86,6 +88,11 @@ pub(super) struct DalleArgs {
     /// the hidden state and the pattern) instead of independently of it
     #[arg(long)]
     colour_given_pattern: bool,
+    /// How the prior embeds image positions: absolute (one learned vector per position) or
+    /// factorized (a row vector plus a column vector, shared along the grid's rows and
+    /// columns, so shapes carry over to cells where training never showed them)
+    #[arg(long, value_name = "absolute|factorized", default_value = "absolute")]
+    image_positions: ImagePositionsArg,
     /// Final learning rate of --schedule cosine and warmup-cosine.
     #[arg(
         long,
@@ -97,6 +104,10 @@ pub(super) struct DalleArgs {
     /// Guidance scale stored as the model's sampling default.
     #[arg(long, value_name = "G", default_value_t = 3.0)]
     guidance: f64,
+    /// Guidance scale of each object of a composed prompt stored as the model's sampling
+    /// default [default: --guidance].
+    #[arg(long, value_name = "G")]
+    compose_guidance: Option<f64>,
     /// Temperature stored as the model's sampling default.
     #[arg(long, value_name = "T", default_value_t = 1.0)]
     temperature: f64,
@@ -105,6 +116,22 @@ pub(super) struct DalleArgs {
     top_k: usize,
     #[command(flatten)]
     run: RunArgs,
+}
+
+/// `--image-positions`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ImagePositionsArg {
+    Absolute,
+    Factorized,
+}
+
+impl From<ImagePositionsArg> for ImagePositions {
+    fn from(a: ImagePositionsArg) -> Self {
+        match a {
+            ImagePositionsArg::Absolute => ImagePositions::Absolute,
+            ImagePositionsArg::Factorized => ImagePositions::Factorized,
+        }
+    }
 }
 
 /// Captions and pictures (n · 32 · 32 · 3 bytes) of the training or the validation part.
@@ -195,6 +222,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         temperature: a.temperature,
         top_k: a.top_k,
         compose: a.compose,
+        compose_guidance: a.compose_guidance,
         ..ImageSampling::default()
     };
     sampling.validate().context("invalid sampling defaults")?;
@@ -236,6 +264,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         cond_drop: a.cond_drop,
         colour_codes: vq.config().colour_codes,
         colour_given_pattern: a.colour_given_pattern,
+        image_positions: a.image_positions.into(),
     };
     prior_config.validate().context("invalid prior settings")?;
     let dataset = format!("{:?}", a.dataset).to_lowercase();
