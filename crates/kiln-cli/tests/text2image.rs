@@ -65,6 +65,7 @@ fn dalle_trains_resumes_and_draws() {
         "1.25",
         "--image-positions",
         "factorized",
+        "--relative-attention",
         "--batch-size",
         "16",
         "--quiet",
@@ -89,6 +90,7 @@ fn dalle_trains_resumes_and_draws() {
     .unwrap();
     assert_eq!(prior["model"]["colour_codes"], 4, "{prior}");
     assert_eq!(prior["model"]["image_positions"], "factorized", "{prior}");
+    assert_eq!(prior["model"]["relative_attention"], true, "{prior}");
     // --compose and --compose-guidance are stored as the model's sampling defaults
     let top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap())

@@ -8,9 +8,10 @@
 //!   and text positions (0..L) and image positions (L..L+G²) disjoint learned rows of `wpe`:
 //!   these are the separate text and image embeddings of DALL-E. With
 //!   [`ImagePositions::Factorized`] an image position is instead its grid row's vector plus
-//!   its grid column's vector, so cells along a row or a column share what they learn. The
-//!   loss is the cross-entropy of the image codes only, with logits restricted to the K code
-//!   ids.
+//!   its grid column's vector, so cells along a row or a column share what they learn; with
+//!   `relative_attention` each head also adds a learned bias for the grid offset between the
+//!   code it predicts and the code a key holds, the same in every cell. The loss is the
+//!   cross-entropy of the image codes only, with logits restricted to the K code ids.
 //! * With a layered tokenizer (`colour_codes` > 0) a code is a (pattern, colour) pair and
 //!   is not a row of `wte`: its embedding is the sum of a pattern row and a colour row, and
 //!   its logit, tied to it, the sum of a pattern score and a colour score, so the softmax over
@@ -85,6 +86,12 @@ pub struct PriorConfig {
     pub colour_given_pattern: bool,
     /// How image positions are embedded (default [`ImagePositions::Absolute`]).
     pub image_positions: ImagePositions,
+    /// Add a learned bias to the attention scores for each (row, column) offset from the code
+    /// a key holds to the code the query predicts, one per head, shared by all layers (T5's
+    /// relative position bias, in two dimensions): `image_rel_bias.weight` (H, G·(2G − 1)),
+    /// starting at 0. Keys that are caption words or `<image>` get no bias. Attention can then
+    /// look "one row up, same column" the same way in every cell (default false).
+    pub relative_attention: bool,
 }
 
 /// How the prior tells the G² image positions apart.
@@ -118,6 +125,7 @@ impl Default for PriorConfig {
             colour_codes: 0,
             colour_given_pattern: false,
             image_positions: ImagePositions::Absolute,
+            relative_attention: false,
         }
     }
 }
@@ -232,6 +240,8 @@ pub struct Prior {
     factors: Option<Factors>,
     /// `image_row.weight` and `image_col.weight` (G, C) with factorized image positions.
     grid_positions: Option<(Tensor, Tensor)>,
+    /// `image_rel_bias.weight` (H, G·(2G − 1)) with relative attention.
+    rel_bias: Option<Tensor>,
 }
 
 impl Prior {
@@ -277,17 +287,57 @@ impl Prior {
                 ))
             }
         };
+        let rel_bias = match config.relative_attention {
+            false => None,
+            true => {
+                let g = config.grid;
+                Some(vb.get_with_hints(
+                    (config.n_head, g * (2 * g - 1)),
+                    "image_rel_bias.weight",
+                    candle_nn::Init::Const(0.0),
+                )?)
+            }
+        };
         let gpt = Gpt2::new(&gpt_config, vb)?;
         Ok(Self {
             config,
             gpt,
             factors,
             grid_positions,
+            rel_bias,
         })
     }
 
-    /// Position embeddings (T, C) of sequence positions `past..past + t` with factorized
-    /// image positions: `wpe`'s rows for the caption, then `image_row[r] + image_col[c]` for
+    /// The relative attention bias (H, T, S) of queries `past..past + t` over keys
+    /// `0..past + t`: for the query at L + i (predicting code i) and the key at L + 1 + j
+    /// (holding code j < i), the table's entry for the offset (row_i − row_j, col_i − col_j);
+    /// 0 for every other pair.
+    fn relative_bias(&self, table: &Tensor, past: usize, t: usize) -> Result<Tensor> {
+        let (l, g) = (self.config.caption_len, self.config.grid);
+        let h = table.dims()[0];
+        let m = g * (2 * g - 1); // the zero slot
+        let s = past + t;
+        let mut idx = Vec::with_capacity(t * s);
+        for q in past..s {
+            for k in 0..s {
+                let slot = match (q.checked_sub(l), k.checked_sub(l + 1)) {
+                    (Some(i), Some(j)) if j < i => {
+                        let (dr, dc) = (i / g - j / g, i % g + g - 1 - j % g);
+                        dr * (2 * g - 1) + dc
+                    }
+                    _ => m,
+                };
+                idx.push(slot as u32);
+            }
+        }
+        let zeros = Tensor::zeros((h, 1), table.dtype(), table.device())?;
+        let full = Tensor::cat(&[table, &zeros], 1)?; // (H, M + 1)
+        let idx = Tensor::from_vec(idx, t * s, table.device())?;
+        Ok(full.index_select(&idx, 1)?.reshape((h, t, s))?) // (H, T, S)
+    }
+
+    /// Position embeddings (T, C) of sequence positions `past..past + t` (at most L + N, which
+    /// the caller checks) with factorized image positions: `wpe`'s rows for the caption, then `image_row[r] + image_col[c]` for
     /// the position L + i that predicts code i = (r, c) = (i / G, i mod G).
     fn placed_positions(
         &self,
@@ -304,13 +354,6 @@ impl Prior {
         let text = self.gpt.wpe().narrow(0, 0, l)?; // (L, C)
         let image = rows.unsqueeze(1)?.broadcast_add(&cols.unsqueeze(0)?)?; // (G, G, C)
         let all = Tensor::cat(&[text, image.reshape((g * g, c))?], 0)?; // (L+N, C)
-        if past + t > l + g * g {
-            return Err(Error::shape(format!(
-                "prior: sequence of {} tokens exceeds caption + codes = {}",
-                past + t,
-                l + g * g
-            )));
-        }
         Ok(all.narrow(0, past, t)?) // (T, C)
     }
 
@@ -342,12 +385,13 @@ impl Prior {
         cache: Option<&mut KvCache>,
         mode: &Mode,
     ) -> Result<Tensor> {
-        let table = match (tables, &self.grid_positions) {
+        let placed = self.grid_positions.is_some() || self.rel_bias.is_some();
+        let table = match (tables, placed) {
             (Some(CodeTables { vocab, .. }), _) => vocab,
-            (None, Some(_)) => self.gpt.wte().ok_or_else(|| {
+            (None, true) => self.gpt.wte().ok_or_else(|| {
                 Error::shape("prior: packed weights cannot place image positions")
             })?,
-            (None, None) => return self.gpt.hidden(ids, cache, None, mode),
+            (None, false) => return self.gpt.hidden(ids, cache, None, mode),
         };
         let (b, t) = ids.dims2()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
@@ -360,14 +404,28 @@ impl Prior {
         let tok = table
             .embedding(&flat)?
             .reshape((b, t, self.config.n_embd))?; // (B, T, C)
-        match &self.grid_positions {
-            None => self.gpt.hidden_embedded(&tok, cache, mode),
-            Some((rows, cols)) => {
-                let past = cache.as_ref().map_or(0, |c| c.len());
-                let pe = self.placed_positions(rows, cols, past, t)?; // (T, C)
-                self.gpt.hidden_placed(&tok, &pe, cache, mode)
-            }
+        if !placed {
+            return self.gpt.hidden_embedded(&tok, cache, mode);
         }
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let (l, n) = (self.config.caption_len, self.config.n_codes());
+        if past + t > l + n {
+            return Err(Error::shape(format!(
+                "prior: sequence of {} tokens exceeds caption + codes = {}",
+                past + t,
+                l + n
+            )));
+        }
+        let pe = match &self.grid_positions {
+            Some((rows, cols)) => self.placed_positions(rows, cols, past, t)?,
+            None => self.gpt.wpe().narrow(0, past, t)?,
+        }; // (T, C)
+        let bias = match &self.rel_bias {
+            Some(table) => Some(self.relative_bias(table, past, t)?),
+            None => None,
+        };
+        self.gpt
+            .hidden_placed(&tok, &pe, bias.as_ref(), cache, mode)
     }
 
     /// The hyperparameters.

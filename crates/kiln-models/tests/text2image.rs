@@ -32,6 +32,7 @@ fn tiny_config() -> PriorConfig {
         colour_codes: 0,
         colour_given_pattern: false,
         image_positions: ImagePositions::Absolute,
+        relative_attention: false,
     }
 }
 
@@ -236,6 +237,59 @@ fn factorized_positions_place_codes_by_row_and_column() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("diagonal") && e.contains("factorized"), "{e}");
+}
+
+#[test]
+fn relative_attention_biases_heads_by_grid_offset() {
+    let diff = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    for positions in [ImagePositions::Absolute, ImagePositions::Factorized] {
+        let plain_cfg = PriorConfig {
+            image_positions: positions,
+            ..tiny_config()
+        };
+        let cfg = PriorConfig {
+            relative_attention: true,
+            ..plain_cfg.clone()
+        };
+        // the table starts at 0: the same weights give the same logits as without it
+        let vars = SeededVarMap::new(6);
+        let prior = Prior::new(cfg.clone(), vars.var_builder()).unwrap();
+        let table = vars.var_map().data().lock().unwrap()["image_rel_bias.weight"].clone();
+        assert_eq!(table.dims(), &[2, 8 * 15]);
+        let plain = Prior::new(plain_cfg, vars.var_builder()).unwrap();
+        let (_, _, before) = handful_logits(&prior);
+        let (_, _, without) = handful_logits(&plain);
+        assert!(
+            diff(&before, &without) < 1e-5,
+            "{}",
+            diff(&before, &without)
+        );
+        // a bias on "one row up, same column" (dr = 1, dc = 0: column 1·15 + 7) moves no code
+        // of the first grid row, whose keys are all in its own row, and moves code 8, whose key
+        // code 0 sits right above it
+        let mut t = vec![0f32; 2 * 120];
+        t[15 + 7] = 5.0;
+        t[120 + 15 + 7] = -5.0;
+        table
+            .set(&Tensor::from_vec(t, (2, 120), &Device::Cpu).unwrap())
+            .unwrap();
+        let (_, _, after) = handful_logits(&prior);
+        let first_row = |x: &Tensor| x.narrow(1, 0, 8).unwrap();
+        assert_eq!(diff(&first_row(&before), &first_row(&after)), 0.0);
+        let code = |x: &Tensor, i| x.narrow(1, i, 1).unwrap();
+        assert!(diff(&code(&before, 8), &code(&after, 8)) > 1e-4);
+        // it learns the handful, and the KV cache changes nothing
+        learns_the_handful_and_caches_exactly(cfg);
+    }
 }
 
 /// A prior of `cfg` trained on the handful draws its codes back, and KV-cached sampling

@@ -673,11 +673,13 @@ impl Gpt2 {
     /// position embeddings `pe` (T, C), both made by the caller: `wpe` is not used, so a model
     /// can place its tokens its own way (the factorized image positions of
     /// [`crate::text2image::Prior`]). `pe` row j is the position of new token j, which follows
-    /// the `cache`'s tokens; no padding mask.
+    /// the `cache`'s tokens; no padding mask. `head_bias` (H, T, S), where given, is added to
+    /// every layer's attention scores on top of the causal mask (a relative position bias).
     pub fn hidden_placed(
         &self,
         tok: &Tensor,
         pe: &Tensor,
+        head_bias: Option<&Tensor>,
         cache: Option<&mut KvCache>,
         mode: &Mode,
     ) -> Result<Tensor> {
@@ -697,8 +699,23 @@ impl Gpt2 {
             )));
         }
         let past = cache.as_ref().map_or(0, |c| c.len());
+        let mask = match head_bias {
+            None => None,
+            Some(bias) => {
+                let h = self.config.n_head;
+                if bias.dims() != [h, t, past + t] {
+                    return Err(Error::shape(format!(
+                        "GPT-2: expected a head bias (heads, time, past + time) = ({h}, {t}, {}), got {:?}",
+                        past + t,
+                        bias.dims()
+                    )));
+                }
+                let causal = causal_bias(t, past, tok.device())?; // (1, 1, T, S)
+                Some(causal.broadcast_add(&bias.unsqueeze(0)?)?) // (1, H, T, S)
+            }
+        };
         let xs = tok.broadcast_add(&pe.unsqueeze(0)?)?; // (B, T, C)
-        self.run_blocks(xs, (b, t, past), None, cache, mode)
+        self.run_blocks(xs, (b, t, past), Mask::Given(mask), cache, mode)
     }
 
     /// Add position embeddings `pos` (B·T) to token embeddings `tok` (B·T, C) and run the
@@ -715,7 +732,7 @@ impl Gpt2 {
         let pos = Tensor::from_vec(pos, b * t, tok.device())?;
         let pe = self.wpe.embedding(&pos)?; // (B·T, C)
         let xs = (tok + pe)?.reshape((b, t, self.config.n_embd))?; // (B, T, C)
-        self.run_blocks(xs, (b, t, past), mask_rows, cache, mode)
+        self.run_blocks(xs, (b, t, past), Mask::Rows(mask_rows), cache, mode)
     }
 
     /// Run the embedded and placed inputs `xs` (B, T, C) through dropout, the blocks and
@@ -724,13 +741,16 @@ impl Gpt2 {
         &self,
         xs: Tensor,
         (b, t, past): (usize, usize, usize),
-        mask_rows: Option<&[Vec<f32>]>,
+        mask: Mask,
         mut cache: Option<&mut KvCache>,
         mode: &Mode,
     ) -> Result<Tensor> {
         let dev = xs.device().clone();
         let mut xs = self.embd_drop.forward(&xs, mode)?;
-        let mask = attention_bias(b, t, past, mask_rows, &dev)?;
+        let mask = match mask {
+            Mask::Rows(rows) => attention_bias(b, t, past, rows, &dev)?,
+            Mask::Given(m) => m,
+        };
         for (i, block) in self.h.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
             xs = block.forward(&xs, mask.as_ref(), c, mode)?;
@@ -740,6 +760,23 @@ impl Gpt2 {
         }
         self.ln_f.forward(&xs)
     }
+}
+
+/// The attention mask of [`Gpt2::run_blocks`]: padding rows to derive it from (`None`: plain
+/// causal), or an additive mask made by the caller (`None`: plain causal).
+enum Mask<'a> {
+    Rows(Option<&'a [Vec<f32>]>),
+    Given(Option<Tensor>),
+}
+
+/// The causal additive mask (1, 1, T, S) of T new tokens after `past` cached ones: 0 where
+/// query t may see key s (s ≤ past + t), `MASKED` elsewhere.
+fn causal_bias(t: usize, past: usize, dev: &Device) -> Result<Tensor> {
+    let s = past + t;
+    let bias: Vec<f32> = (0..t)
+        .flat_map(|q| (0..s).map(move |k| if k <= past + q { 0.0 } else { MASKED }))
+        .collect();
+    Ok(Tensor::from_vec(bias, (1, 1, t, s), dev)?)
 }
 
 /// The additive attention bias (B or 1, 1, T, S): 0 where query t (absolute position past + t)

@@ -93,6 +93,10 @@ pub(super) struct DalleArgs {
     /// columns, so shapes carry over to cells where training never showed them)
     #[arg(long, value_name = "absolute|factorized", default_value = "absolute")]
     image_positions: ImagePositionsArg,
+    /// Give the prior's attention a learned bias per head for each (row, column) offset
+    /// between image codes (a two-dimensional relative position bias)
+    #[arg(long)]
+    relative_attention: bool,
     /// Final learning rate of --schedule cosine and warmup-cosine.
     #[arg(
         long,
@@ -265,6 +269,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         colour_codes: vq.config().colour_codes,
         colour_given_pattern: a.colour_given_pattern,
         image_positions: a.image_positions.into(),
+        relative_attention: a.relative_attention,
     };
     prior_config.validate().context("invalid prior settings")?;
     let dataset = format!("{:?}", a.dataset).to_lowercase();
