@@ -592,8 +592,7 @@ fn spec_matching_uses_objects() {
 fn the_embedded_model_binds_two_objects_colours_by_composing() {
     // seen two-object prompts that describe both objects fully: composed from their objects'
     // partial captions, each colour lands on its own object far more often than when the
-    // whole caption is drawn at once (on these six: 97.9% against 70.8%; on all 24 seen
-    // prompts 90.6% against 82.0%, without reranking)
+    // whole caption is drawn at once (on these six: 85.4% against 58.3%)
     let judge = embedded_shapes_judge().unwrap();
     let two: Vec<Prompt> = seen_prompts()
         .into_iter()
@@ -620,9 +619,9 @@ fn the_embedded_model_binds_two_objects_colours_by_composing() {
         r.groups[0].rates.colour.unwrap()
     };
     let (composed, whole) = (colour(true), colour(false));
-    assert!(composed >= 0.9, "composed {composed}, whole {whole}");
+    assert!(composed >= 0.8, "composed {composed}, whole {whole}");
     assert!(
-        composed >= whole + 0.1,
+        composed >= whole + 0.15,
         "composed {composed}, whole {whole}"
     );
 }
