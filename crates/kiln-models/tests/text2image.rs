@@ -172,16 +172,6 @@ fn factorized_positions_place_codes_by_row_and_column() {
     wpe.set(&Tensor::cat(&[&text, &noise(64)], 0).unwrap())
         .unwrap();
     let (_, _, same) = handful_logits(&prior);
-    let diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     assert_eq!(
         diff(&before, &same),
         0.0,
@@ -241,16 +231,6 @@ fn factorized_positions_place_codes_by_row_and_column() {
 
 #[test]
 fn relative_attention_biases_heads_by_grid_offset() {
-    let diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     for positions in [ImagePositions::Absolute, ImagePositions::Factorized] {
         let plain_cfg = PriorConfig {
             image_positions: positions,
@@ -327,6 +307,18 @@ fn handful_logits(prior: &Prior) -> (Tensor, Tensor, Tensor) {
     let y = Tensor::from_vec(codes.concat(), (PICTURES, 64), &Device::Cpu).unwrap();
     let logits = prior.code_logits(&x, &y, &Mode::eval()).unwrap();
     (x, y, logits)
+}
+
+/// The largest absolute difference between two tensors of one shape.
+fn diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn rngs(n: usize, seed: u64) -> Vec<kiln_core::Rng> {

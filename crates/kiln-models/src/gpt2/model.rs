@@ -635,6 +635,17 @@ impl Gpt2 {
         self.blocks(tok, pos, (b, t, past), mask_rows.as_deref(), cache, mode)
     }
 
+    /// (B, T) of caller-made token embeddings (B, T, C), both at least 1.
+    fn embedded_dims(&self, tok: &Tensor) -> Result<(usize, usize)> {
+        let c = self.config.n_embd;
+        match tok.dims() {
+            &[b, t, cc] if t > 0 && b > 0 && cc == c => Ok((b, t)),
+            d => Err(Error::shape(format!(
+                "GPT-2: expected token embeddings (batch, time, {c}), got shape {d:?}"
+            ))),
+        }
+    }
+
     /// Final hidden states (B, T, C), after `ln_f`, for token embeddings `tok` (B, T, C) made
     /// by the caller (a model whose tokens are not rows of `wte`, such as the factorized image
     /// codes of [`crate::text2image::Prior`]); positions continue `cache` as in
@@ -646,14 +657,7 @@ impl Gpt2 {
         mode: &Mode,
     ) -> Result<Tensor> {
         let c = self.config.n_embd;
-        let (b, t) = match tok.dims() {
-            &[b, t, cc] if t > 0 && b > 0 && cc == c => (b, t),
-            d => {
-                return Err(Error::shape(format!(
-                    "GPT-2: expected token embeddings (batch, time, {c}), got shape {d:?}"
-                )))
-            }
-        };
+        let (b, t) = self.embedded_dims(tok)?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         if past + t > self.config.n_positions {
             return Err(Error::shape(format!(
@@ -684,14 +688,7 @@ impl Gpt2 {
         mode: &Mode,
     ) -> Result<Tensor> {
         let c = self.config.n_embd;
-        let (b, t) = match tok.dims() {
-            &[b, t, cc] if t > 0 && b > 0 && cc == c => (b, t),
-            d => {
-                return Err(Error::shape(format!(
-                    "GPT-2: expected token embeddings (batch, time, {c}), got shape {d:?}"
-                )))
-            }
-        };
+        let (b, t) = self.embedded_dims(tok)?;
         if pe.dims() != [t, c] {
             return Err(Error::shape(format!(
                 "GPT-2: expected position embeddings (time, {c}) = ({t}, {c}), got {:?}",
