@@ -58,6 +58,8 @@ fn dalle_trains_resumes_and_draws() {
         "0.5",
         "--jitter",
         "1",
+        "--small-jitter",
+        "0.5",
         "--partial-captions",
         "1",
         "--compose",
@@ -91,6 +93,9 @@ fn dalle_trains_resumes_and_draws() {
     assert_eq!(prior["model"]["colour_codes"], 4, "{prior}");
     assert_eq!(prior["model"]["image_positions"], "factorized", "{prior}");
     assert_eq!(prior["model"]["relative_attention"], true, "{prior}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(run["model"]["small_jitter"], 0.5, "{run}");
     // --compose and --compose-guidance are stored as the model's sampling defaults
     let top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap())
@@ -301,6 +306,20 @@ fn dalle_trains_resumes_and_draws() {
         ],
     );
     assert!(e.contains("diagonal") && e.contains("factorized"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "dalle",
+            "--vqvae",
+            "vq",
+            "--small-jitter",
+            "3",
+            "--out",
+            "r8",
+        ],
+    );
+    assert!(e.contains("small_jitter") && e.contains("[0, 2]"), "{e}");
 }
 
 #[test]

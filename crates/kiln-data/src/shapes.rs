@@ -398,6 +398,11 @@ pub struct ShapesParams {
     /// each shape at every offset from its 4×4 patches and not only at its cells' three. At
     /// most [`MAX_JITTER`], so that an object stays in its cell.
     pub jitter: f64,
+    /// Placement jitter of small objects, if not [`ShapesParams::jitter`] (default `None`:
+    /// the same), in [0, [`MAX_JITTER`]]. A large object needs ±2 pixels to be seen at every
+    /// offset from its 4×4 patches; a small one, a few pixels across, comes out in more
+    /// fragments the further it moves, so it can keep a smaller range.
+    pub small_jitter: Option<f64>,
 }
 
 /// The largest [`ShapesParams::jitter`].
@@ -410,6 +415,7 @@ impl Default for ShapesParams {
             two_object_fraction: 0.3,
             include_held_out: false,
             jitter: 0.0,
+            small_jitter: None,
         }
     }
 }
@@ -426,6 +432,11 @@ impl ShapesParams {
         }
         if !(0.0..=MAX_JITTER).contains(&self.jitter) {
             return Err(Error::param("jitter", self.jitter, "in [0, 2] pixels"));
+        }
+        if let Some(j) = self.small_jitter {
+            if !(0.0..=MAX_JITTER).contains(&j) {
+                return Err(Error::param("small_jitter", j, "in [0, 2] pixels"));
+            }
         }
         Ok(())
     }
@@ -468,22 +479,22 @@ pub fn generate(params: &ShapesParams, seed: u64) -> Result<Vec<ShapesSample>> {
             objects.push(second);
         }
         let template = rng.random_range(0..TEMPLATES_ONE.max(TEMPLATES_TWO));
-        out.push(sample_with(&objects, template, params.jitter, &mut rng));
+        out.push(sample_with(&objects, template, params, &mut rng));
     }
     Ok(out)
 }
 
-/// Render `objects` on a random background, placed with `jitter` (see
+/// Render `objects` on a random background, placed with `params`' jitter (see
 /// [`ShapesParams::jitter`]), and caption them with `template` (taken modulo the number of
 /// templates for that object count).
 fn sample_with(
     objects: &[ShapeObject],
     template: usize,
-    jitter: f64,
+    params: &ShapesParams,
     rng: &mut kiln_core::Rng,
 ) -> ShapesSample {
     let background = pick(&Background::ALL, rng);
-    let image = render_jittered(objects, background, jitter, rng);
+    let image = render_placed(objects, background, params.jitter, params.small_jitter, rng);
     let prompt = caption(objects, template);
     ShapesSample {
         image,
@@ -510,6 +521,18 @@ pub fn render_jittered(
     jitter: f64,
     rng: &mut kiln_core::Rng,
 ) -> Vec<u8> {
+    render_placed(objects, background, jitter, None, rng)
+}
+
+/// [`render_jittered`] with small objects moved by up to ±`small_jitter` instead, where given
+/// (see [`ShapesParams::small_jitter`]).
+pub fn render_placed(
+    objects: &[ShapeObject],
+    background: Background,
+    jitter: f64,
+    small_jitter: Option<f64>,
+    rng: &mut kiln_core::Rng,
+) -> Vec<u8> {
     let mut img: Vec<f64> = background
         .rgb()
         .iter()
@@ -520,6 +543,10 @@ pub fn render_jittered(
     for o in objects {
         let (mut cx, mut cy) = o.cell.centre();
         let r = o.size.radius();
+        let jitter = match o.size {
+            Size::Small => small_jitter.unwrap_or(jitter),
+            Size::Large => jitter,
+        };
         if jitter > 0.0 {
             // The star's points reach 1.05 r from its centre: keep the whole shape inside.
             let (lo, hi) = (1.05 * r, IMAGE_SIZE as f64 - 1.05 * r);

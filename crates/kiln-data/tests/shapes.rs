@@ -298,3 +298,55 @@ fn jitter_moves_large_objects_within_the_picture_and_keeps_held_out_out() {
         assert!(e.contains("jitter") && e.contains("[0, 2]"), "{e}");
     }
 }
+
+#[test]
+fn small_jitter_moves_small_objects_less_and_large_ones_as_jitter() {
+    let placed = |small_jitter| ShapesParams {
+        n: 3000,
+        two_object_fraction: 0.0,
+        jitter: 2.0,
+        small_jitter,
+        ..Default::default()
+    };
+    // the largest distance of a square's centroid in the center cell from their mean, by size
+    let reach = |samples: &[ShapesSample], size: Size| {
+        let xs: Vec<f64> = samples
+            .iter()
+            .filter(|s| {
+                let o = s.objects[0];
+                o.size == size && o.shape == ShapeKind::Square && o.cell == Cell(4)
+            })
+            .map(|s| centroid(s).0)
+            .collect();
+        assert!(
+            xs.len() >= 10,
+            "{} {size:?} squares in the center",
+            xs.len()
+        );
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        xs.iter().map(|x| (x - mean).abs()).fold(0.0f64, f64::max)
+    };
+    let both = generate(&placed(None), 5).unwrap();
+    let small_less = generate(&placed(Some(0.5)), 5).unwrap();
+    assert_eq!(small_less, generate(&placed(Some(0.5)), 5).unwrap());
+    // large squares: moved by up to ±2 either way
+    let (large, small) = (reach(&both, Size::Large), reach(&both, Size::Small));
+    assert!(large > 1.5, "{large}");
+    assert!(reach(&small_less, Size::Large) > 1.5);
+    // small squares: up to ±2 by default, at most ±0.5 with small_jitter 0.5
+    assert!(small > 1.5, "{small}");
+    let r = reach(&small_less, Size::Small);
+    assert!(
+        r < 1.0,
+        "a small square moved {r} pixels with small_jitter 0.5"
+    );
+    // unset, small objects follow jitter: the same pictures as before the option existed
+    assert_eq!(
+        generate(&placed(Some(2.0)), 5).unwrap(),
+        generate(&placed(None), 5).unwrap()
+    );
+    for bad in [2.5, -0.1, f64::NAN] {
+        let e = placed(Some(bad)).validate().unwrap_err().to_string();
+        assert!(e.contains("small_jitter") && e.contains("[0, 2]"), "{e}");
+    }
+}

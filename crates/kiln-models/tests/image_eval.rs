@@ -220,6 +220,7 @@ fn judge_accuracy(jitter: f64) -> (f64, [f64; 3]) {
         two_object_fraction: 0.5,
         include_held_out: true,
         jitter,
+        small_jitter: None,
     };
     let samples = generate(&p, 0xF4E5).unwrap();
     let judge = embedded_shapes_judge().unwrap();
