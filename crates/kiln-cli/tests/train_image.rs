@@ -75,6 +75,10 @@ fn judge_trains_and_reports_attribute_accuracy() {
             "8",
             "--steps",
             "2",
+            "--jitter",
+            "2",
+            "--small-jitter",
+            "1",
             "--quiet",
             "--json",
             "--out",
@@ -89,4 +93,18 @@ fn judge_trains_and_reports_attribute_accuracy() {
     assert_eq!(j["counts"]["cells"], 72);
     let out = run_ok(dir.path(), &["train", "judge", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--two-object-fraction"));
+    // the placement is recorded with the run, and an impossible one named
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&run["model"]["jitter"], &run["model"]["small_jitter"]),
+        (&serde_json::json!(2.0), &serde_json::json!(1.0)),
+        "{run}"
+    );
+    let e = fails(
+        dir.path(),
+        &["train", "judge", "--jitter", "2.5", "--out", "bad"],
+    );
+    assert!(e.contains("jitter") && e.contains("[0, 2]"), "{e}");
 }

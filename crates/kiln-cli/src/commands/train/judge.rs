@@ -32,17 +32,27 @@ pub(super) struct JudgeArgs {
     /// Batch norm after each convolution.
     #[arg(long)]
     batch_norm: bool,
+    /// Placement jitter of the renders in pixels, at most 2, for training and validation
+    /// (0: kiln-data's standard placement; see `ShapesParams::jitter`). A judge trained on
+    /// jittered renders also reads objects a generator drew off their cells' centres.
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    jitter: f64,
+    /// Placement jitter of small objects in pixels, if not --jitter's (see
+    /// `ShapesParams::small_jitter`) [default: --jitter]
+    #[arg(long, value_name = "PX")]
+    small_jitter: Option<f64>,
     #[command(flatten)]
     run: RunArgs,
 }
 
-/// Renders and their per-cell targets.
-fn renders(n: usize, fraction: f64, seed: u64) -> Result<TensorData> {
+/// Renders (placed as `a` says) and their per-cell targets.
+fn renders(a: &JudgeArgs, n: usize, seed: u64) -> Result<TensorData> {
     let p = ShapesParams {
         n,
-        two_object_fraction: fraction,
+        two_object_fraction: a.two_object_fraction,
         include_held_out: true,
-        ..Default::default()
+        jitter: a.jitter,
+        small_jitter: a.small_jitter,
     };
     let s = generate(&p, seed)?;
     let bytes: Vec<u8> = s.iter().flat_map(|x| x.image.iter().copied()).collect();
@@ -70,14 +80,11 @@ pub(super) fn train_judge(a: JudgeArgs) -> Result<()> {
     let record = json!({
         "kind": JUDGE_KIND, "judge": jc, "train_size": a.train_size,
         "val_size": a.val_size, "two_object_fraction": a.two_object_fraction,
+        "jitter": a.jitter, "small_jitter": a.small_jitter,
     });
     let config = a.run.train_config(record)?;
-    let train = renders(a.train_size, a.two_object_fraction, a.run.seed)?;
-    let valid = renders(
-        a.val_size,
-        a.two_object_fraction,
-        a.run.seed ^ 0x004a_5544_4745,
-    )?;
+    let train = renders(&a, a.train_size, a.run.seed)?;
+    let valid = renders(&a, a.val_size, a.run.seed ^ 0x004a_5544_4745)?;
     let vars = SeededVarMap::new(a.run.seed);
     let judge = Judge::new(jc.clone(), vars.var_builder())?;
     let t0 = Instant::now();
