@@ -60,6 +60,8 @@ fn dalle_trains_resumes_and_draws() {
         "1",
         "--small-jitter",
         "0.5",
+        "--pair-jitter",
+        "0.5",
         "--partial-captions",
         "1",
         "--compose",
@@ -96,6 +98,7 @@ fn dalle_trains_resumes_and_draws() {
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
     assert_eq!(run["model"]["small_jitter"], 0.5, "{run}");
+    assert_eq!(run["model"]["pair_jitter"], 0.5, "{run}");
     // --compose and --compose-guidance are stored as the model's sampling defaults
     let top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap())

@@ -350,3 +350,51 @@ fn small_jitter_moves_small_objects_less_and_large_ones_as_jitter() {
         assert!(e.contains("small_jitter") && e.contains("[0, 2]"), "{e}");
     }
 }
+
+#[test]
+fn pair_jitter_places_the_large_objects_of_two_object_pictures_on_their_own() {
+    let p = ShapesParams {
+        n: 1500,
+        two_object_fraction: 0.5,
+        jitter: 2.0,
+        pair_jitter: Some(0.0),
+        ..Default::default()
+    };
+    let samples = generate(&p, 8).unwrap();
+    assert_eq!(samples, generate(&p, 8).unwrap());
+    // two large objects: exactly the standard placement (which moves large objects not at all)
+    let both_large: Vec<&ShapesSample> = samples
+        .iter()
+        .filter(|s| s.objects.len() == 2 && s.objects.iter().all(|o| o.size == Size::Large))
+        .collect();
+    assert!(both_large.len() >= 20, "{}", both_large.len());
+    let mut rng = kiln_core::rng(0);
+    for s in both_large {
+        assert_eq!(s.image, render(&s.objects, s.background, &mut rng));
+    }
+    // one large object: still moved by up to ±2 pixels
+    let xs: Vec<f64> = samples
+        .iter()
+        .filter(|s| {
+            s.objects.len() == 1
+                && (s.objects[0].shape, s.objects[0].size, s.objects[0].cell)
+                    == (ShapeKind::Square, Size::Large, Cell(4))
+        })
+        .map(|s| centroid(s).0)
+        .collect();
+    let spread =
+        xs.iter().cloned().fold(f64::MIN, f64::max) - xs.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        xs.len() >= 5 && spread > 2.0,
+        "{} squares, spread {spread}",
+        xs.len()
+    );
+    let e = ShapesParams {
+        pair_jitter: Some(3.0),
+        ..p
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("pair_jitter") && e.contains("[0, 2]"), "{e}");
+}

@@ -222,6 +222,7 @@ fn judge_accuracy(jitter: f64, small_jitter: Option<f64>) -> (f64, [f64; 3]) {
         include_held_out: true,
         jitter,
         small_jitter,
+        pair_jitter: None,
     };
     let samples = generate(&p, 0xF4E5).unwrap();
     let judge = embedded_shapes_judge().unwrap();

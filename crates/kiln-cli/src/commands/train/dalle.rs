@@ -78,6 +78,10 @@ pub(super) struct DalleArgs {
     /// `ShapesParams::small_jitter`) [default: --jitter]
     #[arg(long, value_name = "PX")]
     small_jitter: Option<f64>,
+    /// Placement jitter of the large objects of two-object pictures in pixels, at most 2, if
+    /// not --jitter's (see `ShapesParams::pair_jitter`) [default: --jitter]
+    #[arg(long, value_name = "PX")]
+    pair_jitter: Option<f64>,
     /// For each two-object training picture, with this probability add a copy captioned
     /// with one of its objects alone, as a partial caption ("and a small red circle in the
     /// top left", kiln-data's `partial_caption`), in [0, 1] (shapes only). Such a prior can
@@ -151,7 +155,15 @@ fn captioned_pictures(a: &DalleArgs, train: bool) -> Result<(Vec<String>, Vec<u8
     match a.dataset {
         ImageSet::Shapes => {
             let two = if train { a.two_object_fraction } else { None };
-            let samples = shapes_split(a.run.seed, n, train, two, a.jitter, a.small_jitter)?;
+            let samples = shapes_split(
+                a.run.seed,
+                n,
+                train,
+                two,
+                a.jitter,
+                a.small_jitter,
+                a.pair_jitter,
+            )?;
             let mut captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
             let mut bytes: Vec<u8> = samples.iter().flat_map(|s| s.image.clone()).collect();
             if train && a.partial_captions > 0.0 {
@@ -288,6 +300,7 @@ pub(super) fn train_dalle(a: DalleArgs) -> Result<()> {
         "two_object_fraction": a.two_object_fraction,
         "jitter": a.jitter,
         "small_jitter": a.small_jitter,
+        "pair_jitter": a.pair_jitter,
         "partial_captions": a.partial_captions,
     });
     let mut config = a.run.train_config(record)?;

@@ -53,6 +53,7 @@ fn renders(a: &JudgeArgs, n: usize, seed: u64) -> Result<TensorData> {
         include_held_out: true,
         jitter: a.jitter,
         small_jitter: a.small_jitter,
+        pair_jitter: None,
     };
     let s = generate(&p, seed)?;
     let bytes: Vec<u8> = s.iter().flat_map(|x| x.image.iter().copied()).collect();

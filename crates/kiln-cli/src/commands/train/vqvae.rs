@@ -96,6 +96,7 @@ pub(super) fn shapes_split(
     two_objects: Option<f64>,
     jitter: f64,
     small_jitter: Option<f64>,
+    pair_jitter: Option<f64>,
 ) -> Result<Vec<ShapesSample>> {
     let seed = if train { seed } else { seed ^ 0x0056_414c_4944 };
     let default = ShapesParams::default();
@@ -104,6 +105,7 @@ pub(super) fn shapes_split(
         two_object_fraction: two_objects.unwrap_or(default.two_object_fraction),
         jitter,
         small_jitter,
+        pair_jitter,
         ..default
     };
     Ok(generate(&p, seed)?)
@@ -128,7 +130,7 @@ fn pictures(a: &VqVaeArgs, train: bool) -> Result<Tensor> {
         bail!("--train-size and --val-size must be at least 1");
     }
     let bytes: Vec<u8> = match a.dataset {
-        ImageSet::Shapes => shapes_split(a.run.seed, n, train, None, a.jitter, None)?
+        ImageSet::Shapes => shapes_split(a.run.seed, n, train, None, a.jitter, None, None)?
             .into_iter()
             .flat_map(|s| s.image)
             .collect(),
