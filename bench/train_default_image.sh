@@ -34,7 +34,8 @@ RAYON_NUM_THREADS=1 "$KILN" train clip --dataset shapes --train-size 40000 --val
   --out "$OUT/clip" --quiet > "$OUT/clip.log" 2>&1 &
 clip=$!
 RAYON_NUM_THREADS=1 "$KILN" train dalle --vqvae "$OUT/vqvae" --dataset shapes \
-  --train-size 40000 --val-size 500 --jitter 1 --partial-captions 1 --compose --image-positions factorized \
+  --train-size 40000 --val-size 500 --jitter 2 --small-jitter 1 --pair-jitter 1 --partial-captions 1 \
+  --compose --image-positions factorized \
   --colour-given-pattern --n-layer 4 --n-head 4 \
   --n-embd 128 --batch-size 16 --steps 12000 --optimizer adamw --lr 1e-3 --min-lr 1e-4 \
   --schedule warmup-cosine --warmup-steps 200 --weight-decay 0.1 --clip-grad-norm 1 \
