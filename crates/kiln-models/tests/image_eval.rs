@@ -598,10 +598,14 @@ fn spec_matching_uses_objects() {
 }
 
 #[test]
-fn the_embedded_model_binds_two_objects_colours_by_composing() {
-    // seen two-object prompts that describe both objects fully: composed from their objects'
-    // partial captions, each colour lands on its own object far more often than when the
-    // whole caption is drawn at once (on these six: 85.4% against 58.3%)
+fn the_embedded_model_draws_two_fully_described_objects_by_composing() {
+    // the 16 seen two-object prompts that describe both objects fully, 4 pictures each, no
+    // reranking: composed from their objects' partial captions, every colour lands on its
+    // own object and more pictures are wholly right than when the whole caption is drawn at
+    // once (measured: colour 100% against 99.2%, size 94.5% against 85.2%, all correct 40.6%
+    // against 35.9%; with reranking, over all seen two-object prompts, 64.6% against 43.8%:
+    // the default-image README). The previous prior, with ±1-pixel jitter, bound colours
+    // only when composing (85.4% against 58.3% on six of these prompts).
     let judge = embedded_shapes_judge().unwrap();
     let two: Vec<Prompt> = seen_prompts()
         .into_iter()
@@ -611,26 +615,26 @@ fn the_embedded_model_binds_two_objects_colours_by_composing() {
                     .iter()
                     .all(|o| o.size.is_some() && o.cell.is_some())
         })
-        .take(6)
         .collect();
-    assert_eq!(two.len(), 6);
+    assert_eq!(two.len(), 16);
     let s = EvalSettings {
         samples: 4,
         seed: 1,
         rerank: vec![false],
     };
-    let colour = |compose| {
+    let rates = |compose| {
         let mut m = kiln_models::text2image::embedded().unwrap();
         let d = m.sampling().clone();
         m.set_sampling(kiln_models::text2image::ImageSampling { compose, ..d })
             .unwrap();
         let r = evaluate_shapes(&m, &judge, &two, &s).unwrap();
-        r.groups[0].rates.colour.unwrap()
+        r.groups[0].rates
     };
-    let (composed, whole) = (colour(true), colour(false));
-    assert!(composed >= 0.8, "composed {composed}, whole {whole}");
-    assert!(
-        composed >= whole + 0.15,
-        "composed {composed}, whole {whole}"
-    );
+    let (composed, whole) = (rates(true), rates(false));
+    let (c, w) = (composed.colour.unwrap(), whole.colour.unwrap());
+    assert!(c >= 0.95, "composed colour {c}, whole {w}");
+    let (c, w) = (composed.size.unwrap(), whole.size.unwrap());
+    assert!(c >= w + 0.05, "composed size {c}, whole {w}");
+    let (c, w) = (composed.all_correct.unwrap(), whole.all_correct.unwrap());
+    assert!(c > w, "composed all correct {c}, whole {w}");
 }
