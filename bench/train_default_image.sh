@@ -6,8 +6,8 @@
 #      each (the prior's small matrices gain next to nothing from a second thread);
 #   3. assemble the model folder ($OUT/model: vqvae/, prior/, clip/) and run the
 #      prompt-fidelity benchmark on it.
-# Prints each stage's wall time and the total. Takes about 50 minutes on an idle 2-core
-# machine (tokenizer 8, prior 40 with the reranker's 13 beside it).
+# Prints each stage's wall time and the total. Takes about 45 minutes on an idle 2-core
+# machine (tokenizer 8, prior 35 with the reranker's 13 beside it).
 #
 #   bash bench/train_default_image.sh             # release build, runs under $OUT (runs/default-image)
 #   OUT=/tmp/img bash bench/train_default_image.sh
