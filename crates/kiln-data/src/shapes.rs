@@ -403,8 +403,9 @@ pub struct ShapesParams {
     /// offset from its 4×4 patches; a small one, a few pixels across, comes out in more
     /// fragments the further it moves, so it can keep a smaller range.
     pub small_jitter: Option<f64>,
-    /// Placement jitter of the large objects of a two-object picture, if not
-    /// [`ShapesParams::jitter`] (default `None`: the same), in [0, [`MAX_JITTER`]]. Two large
+    /// Placement jitter of the objects of a two-object picture, if not
+    /// [`ShapesParams::jitter`] (default `None`: the same), in [0, [`MAX_JITTER`]]; small
+    /// objects keep [`ShapesParams::small_jitter`] where it is given. Two large
     /// objects in neighbouring cells sit 10.67 pixels apart with radii of 5: each moved 2 pixels
     /// towards the other, they overlap, where 1 pixel keeps them nearly apart.
     pub pair_jitter: Option<f64>,

@@ -78,8 +78,9 @@ pub(super) struct DalleArgs {
     /// `ShapesParams::small_jitter`) [default: --jitter]
     #[arg(long, value_name = "PX")]
     small_jitter: Option<f64>,
-    /// Placement jitter of the large objects of two-object pictures in pixels, at most 2, if
-    /// not --jitter's (see `ShapesParams::pair_jitter`) [default: --jitter]
+    /// Placement jitter of the objects of two-object pictures in pixels, at most 2, if not
+    /// --jitter's; small ones keep --small-jitter where given (see
+    /// `ShapesParams::pair_jitter`) [default: --jitter]
     #[arg(long, value_name = "PX")]
     pair_jitter: Option<f64>,
     /// For each two-object training picture, with this probability add a copy captioned
