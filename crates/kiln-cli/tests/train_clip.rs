@@ -98,3 +98,65 @@ fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
     );
     assert!(e.contains("--hard-negatives needs --dataset shapes"), "{e}");
 }
+
+#[test]
+fn a_where_what_clip_trains_on_object_captions_and_bad_shares_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = json(
+        dir.path(),
+        &[
+            "train",
+            "clip",
+            "--train-size",
+            "16",
+            "--val-size",
+            "8",
+            "--text-width",
+            "16",
+            "--text-layers",
+            "1",
+            "--text-heads",
+            "2",
+            "--channels",
+            "4",
+            "--image-hidden",
+            "8",
+            "--embed-dim",
+            "8",
+            "--batch-size",
+            "8",
+            "--image-head",
+            "where-what",
+            "--object-captions",
+            "1",
+            "--hard-negatives",
+            "--steps",
+            "2",
+            "--quiet",
+            "--json",
+            "--out",
+            "run",
+        ],
+    );
+    assert_eq!(v["steps"].as_u64(), Some(2));
+    let clip = kiln_models::clip::Clip::load(&dir.path().join("run/model")).unwrap();
+    assert_eq!(
+        clip.config().image_head,
+        kiln_models::clip::ImageHead::WhereWhat
+    );
+    let s = clip
+        .score(
+            "a small red circle in the top left and a large blue star in the center",
+            &[0u8; 2 * 3072],
+            2,
+        )
+        .unwrap();
+    assert!(s.iter().all(|x| (-1.0..=1.0).contains(x)), "{s:?}");
+    for share in ["--object-captions=1.5", "--object-captions=-0.1"] {
+        let e = fails(dir.path(), &["train", "clip", share, "--out", "o"]);
+        assert!(
+            e.contains("--object-captions: expected a share in [0, 1], got"),
+            "{e}"
+        );
+    }
+}

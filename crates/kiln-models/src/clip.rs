@@ -16,6 +16,15 @@
 //!   `fc` → ReLU → `visual_projection` to D.
 //! * Both embeddings are L2-normalised; `logit_scale` (a scalar, the log of the inverse
 //!   temperature, clamped at ln 100 as in CLIP) scales their cosine similarities into logits.
+//! * Or, with [`ImageHead::WhereWhat`], the picture is not pooled into one vector: `fc` and
+//!   `visual_projection` run on each of conv3's 8×8 locations (a unit vector per location),
+//!   and the caption gives, beside its unit "what" vector, a "where" map over the 64
+//!   locations (`text_where`, a softmax). The similarity is the where-weighted mean of the
+//!   locations' cosines with the what vector, still in [−1, 1]. Every location reads shapes
+//!   with the same weights, so a square in a cell where training never showed one is seen
+//!   as a square, which a flattened picture cannot promise. A caption of several fully
+//!   described objects is scored as the mean of its objects' one-object captions
+//!   ([`Clip::score`]).
 //! * Loss ([`clip_loss`]): symmetric InfoNCE over the batch, the mean of the cross-entropy of
 //!   each picture against every caption and of each caption against every picture. With hard
 //!   negatives the batch holds one extra caption per picture (a caption with one attribute
@@ -76,7 +85,24 @@ pub struct ClipConfig {
     pub init_logit_scale: f64,
     /// Dropout of the text transformer in training, in [0, 1) (default 0).
     pub dropout: f64,
+    /// How the picture meets the caption (default [`ImageHead::Flat`]).
+    pub image_head: ImageHead,
 }
+
+/// How a [`Clip`] compares a picture with a caption.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageHead {
+    /// CLIP's: the picture's feature map flattened into one embedding, compared by cosine.
+    #[default]
+    Flat,
+    /// The caption's "where" map over conv3's 8×8 locations weighs each location's cosine
+    /// with the caption's "what" vector (see the module docs).
+    WhereWhat,
+}
+
+/// Locations of the picture map a [`ImageHead::WhereWhat`] caption attends over (8×8).
+pub const WHERE_LOCATIONS: usize = 64;
 
 impl Default for ClipConfig {
     fn default() -> Self {
@@ -91,6 +117,7 @@ impl Default for ClipConfig {
             embed_dim: 64,
             init_logit_scale: (1.0f64 / 0.07).ln(),
             dropout: 0.0,
+            image_head: ImageHead::Flat,
         }
     }
 }
@@ -173,6 +200,8 @@ pub struct Clip {
     conv3: Conv2d,
     fc: Linear,
     visual_projection: Linear,
+    /// The caption's where map ([`ImageHead::WhereWhat`] only).
+    text_where: Option<Linear>,
     logit_scale: Tensor,
     vars: VarMap,
 }
@@ -201,8 +230,19 @@ impl Clip {
             conv1: layers::conv2d(3, c, 3, 1, 1, vb.pp("conv1"))?,
             conv2: layers::conv2d(c, 2 * c, 3, 1, 1, vb.pp("conv2"))?,
             conv3: layers::conv2d(2 * c, 2 * c, 3, 1, 1, vb.pp("conv3"))?,
-            fc: layers::linear(2 * c * 4 * 4, config.image_hidden, vb.pp("fc"))?,
+            fc: match config.image_head {
+                ImageHead::Flat => layers::linear(2 * c * 4 * 4, config.image_hidden, vb.pp("fc"))?,
+                ImageHead::WhereWhat => layers::linear(2 * c, config.image_hidden, vb.pp("fc"))?,
+            },
             visual_projection: layers::linear(config.image_hidden, d, vb.pp("visual_projection"))?,
+            text_where: match config.image_head {
+                ImageHead::Flat => None,
+                ImageHead::WhereWhat => Some(layers::linear(
+                    config.text_width,
+                    WHERE_LOCATIONS,
+                    vb.pp("text_where"),
+                )?),
+            },
             logit_scale,
             config,
             vars,
@@ -350,7 +390,8 @@ impl Clip {
         Ok(Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?)
     }
 
-    /// Unit-length caption embeddings (M, D) for word ids (M, T) right-padded with 0.
+    /// Caption embeddings for word ids (M, T) right-padded with 0: unit-length (M, D), or with
+    /// [`ImageHead::WhereWhat`] (M, D + 64), the unit what vector then the where map.
     pub fn encode_text(&self, ids: &Tensor, mode: &Mode) -> Result<Tensor> {
         let (m, t) = match ids.dims() {
             &[m, t] if m > 0 && t > 0 => (m, t),
@@ -389,10 +430,18 @@ impl Clip {
         let h = h
             .reshape((m * t_used, self.config.text_width))? // (M·T, C)
             .index_select(&last, 0)?; // (M, C)
-        normalize(&layers::apply(&self.text_projection, &h)?) // (M, D)
+        let what = normalize(&layers::apply(&self.text_projection, &h)?)?; // (M, D)
+        match &self.text_where {
+            None => Ok(what),
+            Some(w) => {
+                let place = ops::softmax_last_dim(&layers::apply(w, &h)?)?; // (M, 64)
+                Ok(Tensor::cat(&[&what, &place], 1)?) // (M, D + 64)
+            }
+        }
     }
 
-    /// Unit-length picture embeddings (B, D) for pictures (B, 3, 32, 32) in [0, 1].
+    /// Picture embeddings for pictures (B, 3, 32, 32) in [0, 1]: unit-length (B, D), or with
+    /// [`ImageHead::WhereWhat`] one unit vector per location (B, 64, D).
     pub fn encode_images(&self, xs: &Tensor) -> Result<Tensor> {
         if xs.rank() != 4 || xs.dims()[1..] != [3, IMAGE_SIZE, IMAGE_SIZE] {
             return Err(Error::shape(format!(
@@ -406,6 +455,15 @@ impl Clip {
         let h = layers::apply(&self.conv2, &h)?.relu()?; // (B, 2C, 16, 16)
         let h = ops::max_pool2d(&h, pool)?; // (B, 2C, 8, 8)
         let h = layers::apply(&self.conv3, &h)?.relu()?; // (B, 2C, 8, 8)
+        if self.config.image_head == ImageHead::WhereWhat {
+            let (b, c2) = (h.dim(0)?, h.dim(1)?);
+            let h = h
+                .permute((0, 2, 3, 1))? // (B, 8, 8, 2C)
+                .reshape((b * WHERE_LOCATIONS, c2))?;
+            let h = layers::apply(&self.fc, &h)?.relu()?; // (B·64, hidden)
+            let v = normalize(&layers::apply(&self.visual_projection, &h)?)?; // (B·64, D)
+            return Ok(v.reshape((b, WHERE_LOCATIONS, self.config.embed_dim))?);
+        }
         let h = ops::max_pool2d(&h, pool)?; // (B, 2C, 4, 4)
         let h = layers::apply(&self.fc, &h.flatten_from(1)?)?.relu()?; // (B, hidden)
         normalize(&layers::apply(&self.visual_projection, &h)?) // (B, D)
@@ -428,41 +486,103 @@ impl Clip {
             parts.push(self.encode_images(&x)?);
         }
         if parts.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, self.config.embed_dim),
-                DType::F32,
-                &Device::Cpu,
-            )?);
+            let shape = match self.config.image_head {
+                ImageHead::Flat => vec![0, self.config.embed_dim],
+                ImageHead::WhereWhat => vec![0, WHERE_LOCATIONS, self.config.embed_dim],
+            };
+            return Ok(Tensor::zeros(shape, DType::F32, &Device::Cpu)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }
 
-    /// Unit-length embeddings (M, D) of `captions`, in chunks of 256.
+    /// Embeddings of `captions` ([`Clip::encode_text`]'s), in chunks of 256.
     pub fn embed_captions<S: AsRef<str>>(&self, captions: &[S]) -> Result<Tensor> {
         let mut parts = Vec::new();
         for chunk in captions.chunks(256) {
             parts.push(self.encode_text(&self.tokenize(chunk)?, &Mode::eval())?);
         }
         if parts.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, self.config.embed_dim),
-                DType::F32,
-                &Device::Cpu,
-            )?);
+            let width = match self.config.image_head {
+                ImageHead::Flat => self.config.embed_dim,
+                ImageHead::WhereWhat => self.config.embed_dim + WHERE_LOCATIONS,
+            };
+            return Ok(Tensor::zeros((0, width), DType::F32, &Device::Cpu)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }
 
+    /// Similarities (n, M) in [−1, 1] of picture embeddings (n, …) and caption embeddings
+    /// (M, …), as [`Clip::embed_pictures`] and [`Clip::embed_captions`] give them.
+    pub fn similarity(&self, pictures: &Tensor, captions: &Tensor) -> Result<Tensor> {
+        match self.config.image_head {
+            ImageHead::Flat => Ok(pictures.matmul(&captions.t()?)?), // (n, D)·(D, M)
+            ImageHead::WhereWhat => {
+                let (n, l, d) = pictures.dims3()?;
+                let m = captions.dim(0)?;
+                let what = captions.narrow(1, 0, d)?; // (M, D)
+                let place = captions.narrow(1, d, l)?; // (M, L)
+                let cos = pictures
+                    .reshape((n * l, d))?
+                    .matmul(&what.t()?)? // (n·L, M)
+                    .reshape((n, l, m))?;
+                Ok(cos
+                    .broadcast_mul(&place.t()?.unsqueeze(0)?)? // × (1, L, M)
+                    .sum(1)?) // (n, M)
+            }
+        }
+    }
+
+    /// Similarities (k) of aligned rows: picture embedding i with caption embedding i.
+    pub fn pair_similarity(&self, pictures: &Tensor, captions: &Tensor) -> Result<Tensor> {
+        match self.config.image_head {
+            ImageHead::Flat => Ok((pictures * captions)?.sum(1)?),
+            ImageHead::WhereWhat => {
+                let (_, l, d) = pictures.dims3()?;
+                let what = captions.narrow(1, 0, d)?; // (k, D)
+                let place = captions.narrow(1, d, l)?; // (k, L)
+                let cos = pictures.broadcast_mul(&what.unsqueeze(1)?)?.sum(2)?; // (k, L)
+                Ok((cos * place)?.sum(1)?)
+            }
+        }
+    }
+
     /// How well `caption` fits each of `n` pictures (`n · 32 · 32 · 3` bytes, channels last,
-    /// as `ShapesSample::image`): the cosine similarity of their embeddings, in [−1, 1],
-    /// higher is better. Unknown words are an error naming them.
+    /// as `ShapesSample::image`): [`Clip::similarity`], in [−1, 1], higher is better. With
+    /// [`ImageHead::WhereWhat`], a shapes caption of several objects that all state their
+    /// size and cell scores as the mean over its objects' one-object captions. Unknown words
+    /// are an error naming them.
     pub fn score(&self, caption: &str, images: &[u8], n: usize) -> Result<Vec<f32>> {
-        let t = self.embed_captions(&[caption])?; // (1, D)
-        let v = self.embed_pictures(images, n)?; // (n, D)
+        let mut captions = vec![caption.to_string()];
+        if self.config.image_head == ImageHead::WhereWhat {
+            // words first, so that an unknown word is named whatever the caption's form
+            self.tokenize(&[caption])?;
+            if let Some(objects) = kiln_data::shapes::parse_prompt(caption)
+                .ok()
+                .and_then(|p| {
+                    p.objects
+                        .iter()
+                        .map(|o| o.object())
+                        .collect::<Option<Vec<_>>>()
+                })
+                .filter(|o| o.len() > 1)
+            {
+                captions = objects
+                    .iter()
+                    .map(|o| kiln_data::shapes::caption(std::slice::from_ref(o), 0).text)
+                    .collect();
+            }
+        }
+        let t = self.embed_captions(&captions)?; // (K, …)
+        let v = self.embed_pictures(images, n)?; // (n, …)
         if n == 0 {
             return Ok(Vec::new());
         }
-        Ok(v.matmul(&t.t()?)?.squeeze(1)?.to_vec1()?) // (n, D)·(D, 1) = (n, 1)
+        let k = captions.len() as f64;
+        Ok(self
+            .similarity(&v, &t)?
+            .sum(1)?
+            .affine(1.0 / k, 0.0)?
+            .to_vec1()?) // (n, K) → (n)
     }
 
     /// The loss on pictures (B, 3, 32, 32) and caption ids (B, T), or (B, 2, T) with a hard
@@ -470,9 +590,9 @@ impl Clip {
     fn batch_loss(&self, x: &Tensor, y: &Tensor, mode: &Mode) -> Result<Tensor> {
         let b = x.dim(0)?;
         let ids = caption_rows(y, b)?; // (M, T)
-        let img = self.encode_images(x)?; // (B, D)
-        let txt = self.encode_text(&ids, mode)?; // (M, D)
-        clip_loss(&img, &txt, &self.scale_tensor()?)
+        let img = self.encode_images(x)?; // (B, …)
+        let txt = self.encode_text(&ids, mode)?; // (M, …)
+        clip_loss_of_similarities(&self.similarity(&img, &txt)?, &self.scale_tensor()?)
     }
 }
 
@@ -512,12 +632,22 @@ pub fn clip_loss(images: &Tensor, texts: &Tensor, scale: &Tensor) -> Result<Tens
             texts.dims()
         )));
     }
+    clip_loss_of_similarities(&images.matmul(&texts.t()?)?, scale) // (B, D)·(D, M) = (B, M)
+}
+
+/// [`clip_loss`] from the similarities (B, M) of B pictures with M captions, the first B
+/// the pictures' own: `½·CE(scale·S, arange B) + ½·CE(scale·S[:, ..B]ᵀ, arange B)`.
+pub fn clip_loss_of_similarities(similarities: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let (b, m) = similarities.dims2()?;
+    if m < b || b == 0 {
+        return Err(Error::shape(format!(
+            "CLIP loss: expected similarities (B, M ≥ B), got {:?}",
+            similarities.dims()
+        )));
+    }
     let targets = Tensor::arange(0u32, b as u32, &Device::Cpu)?; // (B)
-    let per_image = images.matmul(&texts.t()?)?.broadcast_mul(scale)?; // (B, D)·(D, M) = (B, M)
-    let per_text = texts
-        .narrow(0, 0, b)?
-        .matmul(&images.t()?)?
-        .broadcast_mul(scale)?; // (B, D)·(D, B) = (B, B)
+    let per_image = similarities.broadcast_mul(scale)?; // (B, M)
+    let per_text = similarities.narrow(1, 0, b)?.t()?.broadcast_mul(scale)?; // (B, B)
     let l =
         (loss::cross_entropy(&per_image, &targets)? + loss::cross_entropy(&per_text, &targets)?)?;
     Ok((l * 0.5)?)
@@ -537,10 +667,11 @@ impl TrainStep for Clip {
     fn evaluate(&self, (x, y): &Self::Batch) -> Result<EvalSums> {
         let b = x.dim(0)?;
         let ids = caption_rows(y, b)?;
-        let img = self.encode_images(x)?; // (B, D)
-        let txt = self.encode_text(&ids, &Mode::eval())?; // (M, D)
-        let l = clip_loss(&img, &txt, &self.scale_tensor()?)?.to_scalar::<f32>()? as f64;
-        let best: Vec<u32> = img.matmul(&txt.t()?)?.argmax(Dim::Minus1)?.to_vec1()?; // (B, M) → (B)
+        let img = self.encode_images(x)?; // (B, …)
+        let txt = self.encode_text(&ids, &Mode::eval())?; // (M, …)
+        let sim = self.similarity(&img, &txt)?; // (B, M)
+        let l = clip_loss_of_similarities(&sim, &self.scale_tensor()?)?.to_scalar::<f32>()? as f64;
+        let best: Vec<u32> = sim.argmax(Dim::Minus1)?.to_vec1()?; // (B, M) → (B)
         let correct = best
             .iter()
             .enumerate()

@@ -30,6 +30,13 @@ fn tiny() -> ClipConfig {
     }
 }
 
+fn where_what() -> ClipConfig {
+    ClipConfig {
+        image_head: ImageHead::WhereWhat,
+        ..tiny()
+    }
+}
+
 fn matrix(v: &Value) -> Tensor {
     let rows: Vec<Vec<f32>> = v
         .as_array()
@@ -127,9 +134,15 @@ fn the_loss_and_its_gradients_match_pytorch() {
 
 /// Pictures (n, 3, 32, 32) and caption ids (n, T) of `n` generated samples.
 fn batch(clip: &Clip, n: usize, seed: u64) -> (Tensor, Tensor, Vec<String>, Vec<u8>) {
+    batch_of(clip, n, seed, ShapesParams::default().two_object_fraction)
+}
+
+/// [`batch`] with a share `two` of two-object pictures.
+fn batch_of(clip: &Clip, n: usize, seed: u64, two: f64) -> (Tensor, Tensor, Vec<String>, Vec<u8>) {
     let s = generate(
         &ShapesParams {
             n,
+            two_object_fraction: two,
             ..Default::default()
         },
         seed,
@@ -221,7 +234,19 @@ fn the_text_encoder_sees_word_order_and_ignores_padding() {
 
 /// Train `clip` (whose weights are `vars`) for `steps` on `n` pictures of `seed`.
 fn train(clip: &Clip, vars: &SeededVarMap, n: usize, steps: usize, seed: u64) {
-    let (x, y, _, _) = batch(clip, n, seed);
+    train_on(clip, vars, batch(clip, n, seed), steps, seed)
+}
+
+/// Train `clip` for `steps` on the batch `b`.
+fn train_on(
+    clip: &Clip,
+    vars: &SeededVarMap,
+    b: (Tensor, Tensor, Vec<String>, Vec<u8>),
+    steps: usize,
+    seed: u64,
+) {
+    let (x, y, _, _) = b;
+    let n = x.dim(0).unwrap();
     let cfg = TrainConfig {
         optimizer: OptimizerConfig::Adam(AdamConfig {
             lr: 3e-3,
@@ -247,10 +272,22 @@ fn train(clip: &Clip, vars: &SeededVarMap, n: usize, steps: usize, seed: u64) {
 
 #[test]
 fn a_tiny_model_learns_to_rank_each_pictures_own_caption_first() {
+    learns_to_rank_own_captions_first(tiny(), ShapesParams::default().two_object_fraction, 100);
+}
+
+#[test]
+fn a_tiny_where_what_model_learns_to_rank_each_pictures_own_caption_first() {
+    // one object per picture: a where-what model scores two fully described objects one by
+    // one, and learns one-object captions of two-object pictures from `--object-captions`
+    learns_to_rank_own_captions_first(where_what(), 0.0, 200);
+}
+
+fn learns_to_rank_own_captions_first(config: ClipConfig, two: f64, steps: usize) {
     let vars = SeededVarMap::new(5);
-    let clip = Clip::new(tiny(), &vars).unwrap();
+    let clip = Clip::new(config, &vars).unwrap();
     let n = 8;
-    let (_, _, caps, bytes) = batch(&clip, n, 11);
+    let b = batch_of(&clip, n, 11, two);
+    let (caps, bytes) = (b.2.clone(), b.3.clone());
     let ranked_first = |clip: &Clip| -> usize {
         (0..n)
             .filter(|&i| {
@@ -264,7 +301,7 @@ fn a_tiny_model_learns_to_rank_each_pictures_own_caption_first() {
             .count()
     };
     let before = ranked_first(&clip);
-    train(&clip, &vars, n, 100, 11);
+    train_on(&clip, &vars, b, steps, 11);
     let after = ranked_first(&clip);
     assert_eq!(
         after, n,
@@ -275,13 +312,19 @@ fn a_tiny_model_learns_to_rank_each_pictures_own_caption_first() {
 
 #[test]
 fn same_seed_same_model_and_save_load_gives_identical_scores() {
+    for config in [tiny(), where_what()] {
+        same_seed_same_model_and_round_trip(config);
+    }
+}
+
+fn same_seed_same_model_and_round_trip(config: ClipConfig) {
     let (_, _, caps, bytes) = {
         let v = SeededVarMap::new(0);
         batch(&Clip::new(tiny(), &v).unwrap(), 4, 21)
     };
     let fresh = |seed: u64| {
         let vars = SeededVarMap::new(seed);
-        let clip = Clip::new(tiny(), &vars).unwrap();
+        let clip = Clip::new(config.clone(), &vars).unwrap();
         train(&clip, &vars, 4, 3, 21);
         clip
     };
@@ -315,6 +358,135 @@ fn same_seed_same_model_and_save_load_gives_identical_scores() {
         std::fs::read(dir.path().join("again/model.safetensors")).unwrap()
     );
     assert!(a.score(&caps[0], &[], 0).unwrap().is_empty());
+}
+
+#[test]
+fn a_folder_written_before_the_where_what_head_loads_as_flat() {
+    let vars = SeededVarMap::new(1);
+    let clip = Clip::new(tiny(), &vars).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    clip.save(dir.path()).unwrap();
+    let path = dir.path().join("config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(cfg["model"]["image_head"], "flat");
+    cfg["model"].as_object_mut().unwrap().remove("image_head");
+    std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(
+        Clip::load(dir.path()).unwrap().config().image_head,
+        ImageHead::Flat
+    );
+}
+
+#[test]
+fn similarities_are_cosines_or_where_weighted_means_of_location_cosines() {
+    for config in [tiny(), where_what()] {
+        let head = config.image_head;
+        let vars = SeededVarMap::new(2);
+        let clip = Clip::new(config, &vars).unwrap();
+        let n = 5;
+        let (x, y, _, _) = batch(&clip, n, 3);
+        let img = clip.encode_images(&x).unwrap();
+        let txt = clip.encode_text(&y, &Mode::eval()).unwrap();
+        let sim: Vec<Vec<f32>> = clip.similarity(&img, &txt).unwrap().to_vec2().unwrap();
+        let t: Vec<Vec<f32>> = txt.to_vec2().unwrap();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        // the reference by hand, from the embeddings' definitions
+        let want = |i: usize, j: usize| -> f32 {
+            match head {
+                ImageHead::Flat => dot(&img.to_vec2::<f32>().unwrap()[i], &t[j]),
+                ImageHead::WhereWhat => {
+                    let v: Vec<Vec<Vec<f32>>> = img.to_vec3().unwrap();
+                    let (what, place) = t[j].split_at(16);
+                    assert_eq!(place.len(), WHERE_LOCATIONS);
+                    assert!((place.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+                    assert!(place.iter().all(|&p| p > 0.0));
+                    for loc in &v[i] {
+                        assert!((dot(loc, loc) - 1.0).abs() < 1e-4);
+                    }
+                    (0..WHERE_LOCATIONS)
+                        .map(|l| place[l] * dot(&v[i][l], what))
+                        .sum()
+                }
+            }
+        };
+        let pair: Vec<f32> = clip.pair_similarity(&img, &txt).unwrap().to_vec1().unwrap();
+        for (i, row) in sim.iter().enumerate() {
+            for (j, &got) in row.iter().enumerate() {
+                let w = want(i, j);
+                assert!((got - w).abs() < 1e-5, "{head:?} ({i}, {j}): {got} vs {w}");
+                assert!((-1.0..=1.0).contains(&got));
+            }
+            assert!((pair[i] - row[i]).abs() < 1e-5);
+        }
+        assert_eq!((sim.len(), sim[0].len()), (n, n));
+        // the training loss is the CLIP loss of these similarities
+        let scale = Tensor::new(clip.scale().unwrap(), &Device::Cpu).unwrap();
+        let got = clip
+            .loss(&(x, y), &Mode::eval())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = clip_loss_of_similarities(&clip.similarity(&img, &txt).unwrap(), &scale)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got - want).abs() < 1e-6, "{head:?}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn a_where_what_model_scores_a_caption_of_several_objects_object_by_object() {
+    let vars = SeededVarMap::new(4);
+    let clip = Clip::new(where_what(), &vars).unwrap();
+    let (_, _, _, bytes) = batch(&clip, 6, 9);
+    let objects = [
+        ShapeObject {
+            shape: ShapeKind::Square,
+            colour: Colour::Blue,
+            size: Size::Small,
+            cell: Cell(0),
+        },
+        ShapeObject {
+            shape: ShapeKind::Star,
+            colour: Colour::Green,
+            size: Size::Large,
+            cell: Cell(8),
+        },
+    ];
+    let one = |o: &ShapeObject| clip.score(&caption(&[*o], 0).text, &bytes, 6).unwrap();
+    let (a, b) = (one(&objects[0]), one(&objects[1]));
+    for template in [1, 2] {
+        let whole = caption(&objects, template).text;
+        let s = clip.score(&whole, &bytes, 6).unwrap();
+        for k in 0..6 {
+            assert!(
+                (s[k] - (a[k] + b[k]) / 2.0).abs() < 1e-5,
+                "{whole:?}: {s:?}"
+            );
+        }
+    }
+    // a caption that leaves sizes and places open is scored as a whole
+    let open = caption(&objects, 0).text;
+    let e = clip.embed_captions(&[open.as_str()]).unwrap();
+    let v = clip.embed_pictures(&bytes, 6).unwrap();
+    let whole: Vec<f32> = clip
+        .similarity(&v, &e)
+        .unwrap()
+        .squeeze(1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(clip.score(&open, &bytes, 6).unwrap(), whole);
+    // unknown words are named, whatever the caption's form
+    let err = clip
+        .score(
+            "a small plaid square in the top left and a large green star in the bottom right",
+            &bytes,
+            6,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"plaid\""), "{err}");
 }
 
 #[test]

@@ -48,16 +48,14 @@ pub fn retrieval(
     describes: impl Fn(usize, usize) -> bool,
 ) -> Result<Retrieval> {
     let n = captions.len();
-    let img = clip.embed_pictures(images, n)?; // (n, D)
-    let txt = clip.embed_captions(captions)?; // (n, D)
+    let img = clip.embed_pictures(images, n)?; // (n, …)
+    let txt = clip.embed_captions(captions)?; // (n, …)
     let batch = batch.max(1);
     let (mut i2t, mut t2i, mut i2t_x, mut t2i_x) = (0usize, 0usize, 0usize, 0usize);
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
-        let sim = img
-            .narrow(0, start, len)?
-            .matmul(&txt.narrow(0, start, len)?.t()?)?; // (b, D)·(D, b) = (b, b)
+        let sim = clip.similarity(&img.narrow(0, start, len)?, &txt.narrow(0, start, len)?)?; // (b, b)
         let best_caption: Vec<u32> = sim.argmax(Dim::Minus1)?.to_vec1()?;
         let best_picture: Vec<u32> = sim.argmax(0)?.to_vec1()?;
         for (k, (&c, &p)) in best_caption.iter().zip(&best_picture).enumerate() {
@@ -261,21 +259,6 @@ pub fn hard_negatives(
             }
         }
     }
-    let n = samples.len();
-    let images: Vec<u8> = samples
-        .iter()
-        .flat_map(|s| s.image.iter().copied())
-        .collect();
-    let captions: Vec<&str> = samples.iter().map(|s| s.caption.as_str()).collect();
-    let img = clip.embed_pictures(&images, n)?; // (n, D)
-    let txt = clip.embed_captions(&captions)?; // (n, D)
-    let neg_captions: Vec<&str> = negs.iter().map(|x| x.2.as_str()).collect();
-    let neg_images: Vec<u8> = negs.iter().flat_map(|x| x.3.iter().copied()).collect();
-    let neg_txt = clip.embed_captions(&neg_captions)?; // (k, D)
-    let neg_img = clip.embed_pictures(&neg_images, negs.len())?; // (k, D)
-    let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> { Ok(t.to_vec2()?) };
-    let (img, txt, neg_txt, neg_img) = (rows(&img)?, rows(&txt)?, rows(&neg_txt)?, rows(&neg_img)?);
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     let mut out: Vec<AttributeScore> = Attribute::ALL
         .iter()
         .map(|&attribute| AttributeScore {
@@ -287,12 +270,38 @@ pub fn hard_negatives(
             picture_accuracy: 0.0,
         })
         .collect();
-    for (k, (i, a, _, _)) in negs.iter().enumerate() {
-        let truth = dot(&img[*i], &txt[*i]);
+    if negs.is_empty() {
+        return Ok(out);
+    }
+    let n = samples.len();
+    let images: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| s.image.iter().copied())
+        .collect();
+    let captions: Vec<&str> = samples.iter().map(|s| s.caption.as_str()).collect();
+    let img = clip.embed_pictures(&images, n)?; // (n, …)
+    let txt = clip.embed_captions(&captions)?; // (n, …)
+    let neg_captions: Vec<&str> = negs.iter().map(|x| x.2.as_str()).collect();
+    let neg_images: Vec<u8> = negs.iter().flat_map(|x| x.3.iter().copied()).collect();
+    let neg_txt = clip.embed_captions(&neg_captions)?; // (k, …)
+    let neg_img = clip.embed_pictures(&neg_images, negs.len())?; // (k, …)
+
+    // each negative's true pair, the negative caption on the true picture and the true
+    // caption on the negative picture, each (k)
+    let of = Tensor::from_vec(
+        negs.iter().map(|x| x.0 as u32).collect::<Vec<_>>(),
+        negs.len(),
+        img.device(),
+    )?;
+    let (img, txt) = (img.index_select(&of, 0)?, txt.index_select(&of, 0)?);
+    let truth: Vec<f32> = clip.pair_similarity(&img, &txt)?.to_vec1()?;
+    let neg_caption: Vec<f32> = clip.pair_similarity(&img, &neg_txt)?.to_vec1()?;
+    let neg_picture: Vec<f32> = clip.pair_similarity(&neg_img, &txt)?.to_vec1()?;
+    for (k, (_, a, _, _)) in negs.iter().enumerate() {
         let o = &mut out[*a];
         o.pairs += 1;
-        o.caption_right += (truth > dot(&img[*i], &neg_txt[k])) as usize;
-        o.picture_right += (truth > dot(&neg_img[k], &txt[*i])) as usize;
+        o.caption_right += (truth[k] > neg_caption[k]) as usize;
+        o.picture_right += (truth[k] > neg_picture[k]) as usize;
     }
     for o in &mut out {
         o.caption_accuracy = o.caption_right as f64 / o.pairs.max(1) as f64;

@@ -8,13 +8,15 @@ use candle_core::{Device, Tensor};
 use kiln_data::captioned_digits::{captioned, digits_vocabulary, to_rgb32};
 
 use kiln_data::shapes::{
-    generate, held_out_prompts, render_prompt, ShapesParams, ShapesSample, Vocabulary, IMAGE_SIZE,
+    caption, generate, held_out_prompts, render_prompt, ShapesParams, ShapesSample, Vocabulary,
+    IMAGE_SIZE, TEMPLATES_ONE,
 };
 use kiln_models::clip::measure::{
     hard_negatives, prompt_fits, random_hard_negative, retrieval, AttributeScore,
 };
-use kiln_models::clip::{Clip, ClipConfig, CLIP_KIND};
+use kiln_models::clip::{Clip, ClipConfig, ImageHead, CLIP_KIND};
 use kiln_models::vqvae::images_to_tensor;
+use rand::Rng as _;
 
 use super::vqvae::{mnist_split, ImageSet};
 use super::*;
@@ -70,8 +72,53 @@ pub(super) struct ClipArgs {
     /// Dropout of the caption transformer in training.
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     dropout: f64,
+    /// How the picture meets the caption: `flat` (CLIP's one embedding per picture) or
+    /// `where-what` (the caption weighs the picture's 8×8 locations; see
+    /// `kiln_models::clip::ImageHead`).
+    #[arg(long, value_name = "HEAD", default_value = "flat")]
+    image_head: HeadArg,
+    /// Share of the two-object training pictures captioned by one of their objects alone (a
+    /// one-object caption of a random template), in [0, 1]; shapes only. A where-what head
+    /// reads one object per caption and scores a caption of several objects object by
+    /// object.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    object_captions: f64,
     #[command(flatten)]
     run: RunArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HeadArg {
+    Flat,
+    WhereWhat,
+}
+
+impl From<HeadArg> for ImageHead {
+    fn from(h: HeadArg) -> Self {
+        match h {
+            HeadArg::Flat => ImageHead::Flat,
+            HeadArg::WhereWhat => ImageHead::WhereWhat,
+        }
+    }
+}
+
+/// `samples` with a share `p` of the two-object pictures (drawn from `seed`) recaptioned by
+/// one of their objects alone: the sample's `objects`, `caption` and `prompt` then describe
+/// what the caption states (that object), as hard negatives need, while the picture keeps
+/// both.
+fn object_captioned(mut samples: Vec<ShapesSample>, p: f64, seed: u64) -> Vec<ShapesSample> {
+    let mut rng = kiln_core::rng(seed);
+    for s in samples.iter_mut().filter(|s| s.objects.len() > 1) {
+        if rng.random::<f64>() >= p {
+            continue;
+        }
+        let object = s.objects[rng.random_range(0..s.objects.len())];
+        let prompt = caption(&[object], rng.random_range(0..TEMPLATES_ONE));
+        s.objects = vec![object];
+        s.caption = prompt.text.clone();
+        s.prompt = prompt;
+    }
+    samples
 }
 
 /// Captioned pictures: bytes (`n · 32 · 32 · 3`), captions, and for shapes the samples.
@@ -104,7 +151,14 @@ fn pictures(a: &ClipArgs, train: bool) -> Result<Pictures> {
                 jitter: if train { a.jitter } else { 0.0 },
                 ..Default::default()
             };
-            let shapes = generate(&p, seed)?;
+            let mut shapes = generate(&p, seed)?;
+            if train && a.object_captions > 0.0 {
+                shapes = object_captioned(
+                    shapes,
+                    a.object_captions,
+                    kiln_train::data::mix(seed, 0x4f42_4a43),
+                );
+            }
             Ok(Pictures {
                 bytes: shapes
                     .iter()
@@ -192,9 +246,19 @@ pub(super) fn train_clip(a: ClipArgs) -> Result<()> {
         image_hidden: a.image_hidden,
         embed_dim: a.embed_dim,
         dropout: a.dropout,
+        image_head: a.image_head.into(),
         ..ClipConfig::default()
     };
     cc.validate().context("invalid CLIP settings")?;
+    if !(0.0..=1.0).contains(&a.object_captions) {
+        bail!(
+            "--object-captions: expected a share in [0, 1], got {}",
+            a.object_captions
+        );
+    }
+    if a.object_captions > 0.0 && a.dataset != ImageSet::Shapes {
+        bail!("--object-captions needs --dataset shapes");
+    }
     if a.hard_negatives && a.dataset != ImageSet::Shapes {
         bail!("--hard-negatives needs --dataset shapes (digit captions have one attribute)");
     }
@@ -202,7 +266,7 @@ pub(super) fn train_clip(a: ClipArgs) -> Result<()> {
         "kind": CLIP_KIND, "clip": cc,
         "dataset": format!("{:?}", a.dataset).to_lowercase(), "mnist": a.mnist,
         "train_size": a.train_size, "val_size": a.val_size, "hard_negatives": a.hard_negatives,
-        "jitter": a.jitter,
+        "jitter": a.jitter, "object_captions": a.object_captions,
     });
     let config = a.run.train_config(record)?;
     let (tp, vp) = (pictures(&a, true)?, pictures(&a, false)?);
@@ -276,4 +340,44 @@ pub(super) fn train_clip(a: ClipArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_captions_recaption_the_asked_share_of_two_object_pictures_by_one_object() {
+        let p = ShapesParams {
+            n: 400,
+            ..Default::default()
+        };
+        let samples = generate(&p, 3).unwrap();
+        let two = samples.iter().filter(|s| s.objects.len() == 2).count();
+        assert!(two > 80, "{two}");
+        assert_eq!(object_captioned(samples.clone(), 0.0, 1), samples);
+        let all = object_captioned(samples.clone(), 1.0, 1);
+        let half = object_captioned(samples.clone(), 0.5, 1);
+        assert_eq!(half, object_captioned(samples.clone(), 0.5, 1));
+        let mut changed = 0;
+        for ((s, a), h) in samples.iter().zip(&all).zip(&half) {
+            assert_eq!((&a.image, &h.image), (&s.image, &s.image));
+            if s.objects.len() == 1 {
+                assert_eq!((a, h), (s, s));
+                continue;
+            }
+            // the caption states one of the picture's objects, fully, and nothing else
+            assert_eq!(a.objects.len(), 1);
+            assert!(s.objects.contains(&a.objects[0]));
+            assert_eq!(a.prompt.objects.len(), 1);
+            assert!(a.prompt.objects[0].matches(&a.objects[0]));
+            assert_eq!(a.caption, a.prompt.text);
+            assert!(!a.caption.contains(" and "), "{}", a.caption);
+            changed += (h != s) as usize;
+        }
+        assert!(
+            (two / 2 - two / 6..two / 2 + two / 6).contains(&changed),
+            "{changed} of {two}"
+        );
+    }
 }
