@@ -6,8 +6,8 @@
 #      each (the prior's small matrices gain next to nothing from a second thread);
 #   3. assemble the model folder ($OUT/model: vqvae/, prior/, clip/) and run the
 #      prompt-fidelity benchmark on it.
-# Prints each stage's wall time and the total. Takes about 45 minutes on an idle 2-core
-# machine (tokenizer 8, prior 35 with the reranker's 13 beside it).
+# Prints each stage's wall time and the total. Takes about 52 minutes on a 2-core machine
+# (tokenizer 8, prior 44 with the reranker's 13 beside it).
 #
 #   bash bench/train_default_image.sh             # release build, runs under $OUT (runs/default-image)
 #   OUT=/tmp/img bash bench/train_default_image.sh
@@ -37,7 +37,7 @@ RAYON_NUM_THREADS=1 "$KILN" train dalle --vqvae "$OUT/vqvae" --dataset shapes \
   --train-size 40000 --val-size 500 --jitter 2 --small-jitter 1 --pair-jitter 1 --partial-captions 1 \
   --compose --image-positions factorized \
   --colour-given-pattern --n-layer 4 --n-head 4 \
-  --n-embd 128 --batch-size 16 --steps 12000 --optimizer adamw --lr 1e-3 --min-lr 1e-4 \
+  --n-embd 128 --batch-size 16 --steps 16000 --optimizer adamw --lr 1e-3 --min-lr 1e-4 \
   --schedule warmup-cosine --warmup-steps 200 --weight-decay 0.1 --clip-grad-norm 1 \
   --eval-every 1000 --checkpoint-every 500 --guidance 1.5 --temperature 0.5 --seed 0 \
   --out "$OUT/prior" --quiet > "$OUT/prior.log" 2>&1

@@ -598,14 +598,16 @@ fn spec_matching_uses_objects() {
 }
 
 #[test]
-fn the_embedded_model_draws_two_fully_described_objects_by_composing() {
+fn the_embedded_model_draws_two_fully_described_objects_composed_or_whole() {
     // the 16 seen two-object prompts that describe both objects fully, 4 pictures each, no
-    // reranking: composed from their objects' partial captions, every colour lands on its
-    // own object and more pictures are wholly right than when the whole caption is drawn at
-    // once (measured: colour 100% against 99.2%, size 94.5% against 85.2%, all correct 40.6%
-    // against 35.9%; with reranking, over all seen two-object prompts, 64.6% against 43.8%:
-    // the default-image README). The previous prior, with ±1-pixel jitter, bound colours
-    // only when composing (85.4% against 58.3% on six of these prompts).
+    // reranking, drawn composed from their objects' partial captions (the default) and from
+    // the whole caption. Measured with this prior: composed colour 100%, size 96.9%, all
+    // correct 64.1%; whole 100%, 98.4%, 67.2%. The earlier priors needed composing to bind
+    // colours and sizes: the 12,000-step prior drew sizes right 94.5% composed against 85.2%
+    // whole (all correct 40.6% against 35.9%), the one before it colours 85.4% against 58.3%;
+    // trained 16,000 steps, the whole caption binds them too, and the two ways draw alike
+    // (with reranking, over all seen two-object prompts, 68.8% composed against 68.2%
+    // whole: the default-image README).
     let judge = embedded_shapes_judge().unwrap();
     let two: Vec<Prompt> = seen_prompts()
         .into_iter()
@@ -630,11 +632,13 @@ fn the_embedded_model_draws_two_fully_described_objects_by_composing() {
         let r = evaluate_shapes(&m, &judge, &two, &s).unwrap();
         r.groups[0].rates
     };
-    let (composed, whole) = (rates(true), rates(false));
-    let (c, w) = (composed.colour.unwrap(), whole.colour.unwrap());
-    assert!(c >= 0.95, "composed colour {c}, whole {w}");
-    let (c, w) = (composed.size.unwrap(), whole.size.unwrap());
-    assert!(c >= w + 0.05, "composed size {c}, whole {w}");
-    let (c, w) = (composed.all_correct.unwrap(), whole.all_correct.unwrap());
-    assert!(c > w, "composed all correct {c}, whole {w}");
+    for (way, r) in [("composed", rates(true)), ("whole", rates(false))] {
+        let (colour, size) = (r.colour.unwrap(), r.size.unwrap());
+        let (position, all) = (r.position.unwrap(), r.all_correct.unwrap());
+        assert!(
+            colour >= 0.95 && size >= 0.9 && position >= 0.95,
+            "{way}: {r:?}"
+        );
+        assert!(all >= 0.5, "{way}: all correct {all} ({r:?})");
+    }
 }
