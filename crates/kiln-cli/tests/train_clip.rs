@@ -4,30 +4,34 @@
 mod common;
 use common::{fails, json};
 
+/// A tiny CLIP on a few pictures, quick to train.
+const TINY: [&str; 18] = [
+    "--train-size",
+    "16",
+    "--val-size",
+    "12",
+    "--text-width",
+    "16",
+    "--text-layers",
+    "1",
+    "--text-heads",
+    "2",
+    "--channels",
+    "4",
+    "--image-hidden",
+    "8",
+    "--embed-dim",
+    "8",
+    "--batch-size",
+    "8",
+];
+
 #[test]
 fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "train",
-        "clip",
-        "--train-size",
-        "16",
-        "--val-size",
-        "12",
-        "--text-width",
-        "16",
-        "--text-layers",
-        "1",
-        "--text-heads",
-        "2",
-        "--channels",
-        "4",
-        "--image-hidden",
-        "8",
-        "--embed-dim",
-        "8",
-        "--batch-size",
-        "8",
+    let mut args = ["train", "clip"].to_vec();
+    args.extend(TINY);
+    args.extend([
         "--retrieval-batch",
         "4",
         "--hard-negatives",
@@ -35,8 +39,8 @@ fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
         "--json",
         "--out",
         "run",
-    ];
-    let mut a = args.to_vec();
+    ]);
+    let mut a = args.clone();
     a.extend(["--steps", "2"]);
     let v = json(dir.path(), &a);
     let r = &v["validation"]["retrieval"];
@@ -64,7 +68,7 @@ fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
     let s = clip.score("a red circle", &[0u8; 2 * 3072], 2).unwrap();
     assert_eq!(s.len(), 2);
 
-    let mut b = args.to_vec();
+    let mut b = args.clone();
     b.extend(["--steps", "3", "--resume"]);
     let v = json(dir.path(), &b);
     assert_eq!(
@@ -102,42 +106,22 @@ fn clip_trains_reports_retrieval_and_hard_negatives_and_resumes() {
 #[test]
 fn a_where_what_clip_trains_on_object_captions_and_bad_shares_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let v = json(
-        dir.path(),
-        &[
-            "train",
-            "clip",
-            "--train-size",
-            "16",
-            "--val-size",
-            "8",
-            "--text-width",
-            "16",
-            "--text-layers",
-            "1",
-            "--text-heads",
-            "2",
-            "--channels",
-            "4",
-            "--image-hidden",
-            "8",
-            "--embed-dim",
-            "8",
-            "--batch-size",
-            "8",
-            "--image-head",
-            "where-what",
-            "--object-captions",
-            "1",
-            "--hard-negatives",
-            "--steps",
-            "2",
-            "--quiet",
-            "--json",
-            "--out",
-            "run",
-        ],
-    );
+    let mut args = ["train", "clip"].to_vec();
+    args.extend(TINY);
+    args.extend([
+        "--image-head",
+        "where-what",
+        "--object-captions",
+        "1",
+        "--hard-negatives",
+        "--steps",
+        "2",
+        "--quiet",
+        "--json",
+        "--out",
+        "run",
+    ]);
+    let v = json(dir.path(), &args);
     assert_eq!(v["steps"].as_u64(), Some(2));
     let clip = kiln_models::clip::Clip::load(&dir.path().join("run/model")).unwrap();
     assert_eq!(
