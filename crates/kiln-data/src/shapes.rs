@@ -312,6 +312,14 @@ pub struct Prompt {
     pub objects: Vec<ObjectSpec>,
 }
 
+impl Prompt {
+    /// The objects, when the prompt names every object's size and cell too; `None` when it
+    /// leaves one open.
+    pub fn full_objects(&self) -> Option<Vec<ShapeObject>> {
+        self.objects.iter().map(ObjectSpec::object).collect()
+    }
+}
+
 /// One captioned picture.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShapesSample {

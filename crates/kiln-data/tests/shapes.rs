@@ -165,6 +165,15 @@ fn pixels_follow_the_ground_truth() {
 fn render_prompt_fills_open_attributes_and_matches() {
     let p = parse_prompt("a blue square and a yellow triangle").unwrap();
     assert_eq!(p.objects[0].size, None);
+    assert_eq!(p.full_objects(), None);
+    let full = parse_prompt("a small blue square in the top left").unwrap();
+    let want = ShapeObject {
+        shape: ShapeKind::Square,
+        colour: Colour::Blue,
+        size: Size::Small,
+        cell: Cell(0),
+    };
+    assert_eq!(full.full_objects(), Some(vec![want]));
     let s = render_prompt(&p, 1).unwrap();
     assert_eq!(s, render_prompt(&p, 1).unwrap());
     assert!(p.objects.iter().zip(&s.objects).all(|(a, o)| a.matches(o)));

@@ -558,12 +558,7 @@ impl Clip {
             self.tokenize(&[caption])?;
             if let Some(objects) = kiln_data::shapes::parse_prompt(caption)
                 .ok()
-                .and_then(|p| {
-                    p.objects
-                        .iter()
-                        .map(|o| o.object())
-                        .collect::<Option<Vec<_>>>()
-                })
+                .and_then(|p| p.full_objects())
                 .filter(|o| o.len() > 1)
             {
                 captions = objects

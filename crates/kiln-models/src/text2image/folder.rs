@@ -447,10 +447,9 @@ impl ImageModel {
         if self.settings.dataset != "shapes" {
             return whole();
         }
-        let Ok(parsed) = kiln_data::shapes::parse_prompt(prompt) else {
-            return whole();
-        };
-        let objects: Option<Vec<_>> = parsed.objects.iter().map(|o| o.object()).collect();
+        let objects = kiln_data::shapes::parse_prompt(prompt)
+            .ok()
+            .and_then(|p| p.full_objects());
         match objects {
             Some(objects) if objects.len() > 1 => objects
                 .iter()
